@@ -1,0 +1,1 @@
+"""Checkpoint readers and writers (GGUF, Hugging Face)."""

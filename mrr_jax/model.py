@@ -1,0 +1,225 @@
+"""The functional decoder (Llama, Mistral, Qwen2, Gemma2) as pure functions over a param pytree.
+
+Einsum letters, used everywhere in mrr_jax: B batch, T query length, S key length, D model,
+N query heads, K kv heads, G = N // K query heads per kv head, H head dim, F MLP, V vocab,
+L layers, E exits.
+
+Param tree (one layout, in memory and in our own checkpoints; layers are stacked on a leading L
+axis so that runs of layers are one ``lax.scan``):
+
+    embed        [V, D]
+    lm_head      [V, D]        (absent when tied to ``embed``)
+    final_norm   [D]
+    layers/attn_norm [L, D]    layers/mlp_norm [L, D]
+    layers/q [L, D, N, H]      layers/k, layers/v [L, D, K, H]     layers/o [L, N, H, D]
+    layers/q_bias [L, N, H], layers/k_bias, layers/v_bias [L, K, H]   (Qwen2; Llama option)
+    layers/o_bias [L, D]       (Llama attention_bias option)
+    layers/gate, layers/up [L, D, F]    layers/down [L, F, D]   (+ *_bias with mlp_bias)
+    layers/post_attn_norm, layers/post_mlp_norm [L, D]              (Gemma2)
+
+Tokens are described by ``positions`` (their RoPE position) and ``valid`` (real token, not pad);
+attention is causal over *positions*, not over array indices, so a sequence may be laid out in
+any physical order (the width-compression path relies on this). Norms, softmax and attention
+logits run in float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mrr_jax.config import ModelConfig
+
+Params = dict
+_NEG = float(np.finfo(np.float32).min)
+
+
+def rms_norm(x: jax.Array, w: jax.Array, cfg: ModelConfig) -> jax.Array:
+    """RMSNorm over the last axis, computed in float32; ``x`` [..., D], ``w`` [D]."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + cfg.rms_norm_eps)
+    if cfg.norm_plus_one:  # Gemma: (x * (1 + w)) in float32, then cast.
+        return (y * (1.0 + w.astype(jnp.float32))).astype(x.dtype)
+    return w.astype(x.dtype) * y.astype(x.dtype)  # Llama: cast, then scale.
+
+
+def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
+    """RoPE inverse frequencies [H/2], float32, as transformers computes them."""
+    h = cfg.head_dim
+    exps = np.arange(0, h, 2, dtype=np.int64).astype(np.float32) / np.float32(h)
+    inv = (1.0 / (np.float32(cfg.rope_theta) ** exps)).astype(np.float32)
+    s = dict(cfg.rope_scaling)
+    kind = s.get("rope_type", "default")
+    if kind == "linear":
+        inv = inv / np.float32(s["factor"])
+    elif kind == "llama3":
+        factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old = s["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        scaled = np.where(wavelen > old / lo, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+        inv = np.where(medium, smoothed, scaled).astype(np.float32)
+    return inv
+
+
+def rope_tables(positions: jax.Array, cfg: ModelConfig) -> tuple[jax.Array, jax.Array]:
+    """cos, sin [B, T, H] (float32) for integer ``positions`` [B, T] (rotate-half layout)."""
+    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(cfg))
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotates ``x`` [B, T, heads, H] by cos/sin [B, T, H] (HF rotate-half convention)."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    c, s = cos[:, :, None, :].astype(x.dtype), sin[:, :, None, :].astype(x.dtype)
+    return x * c + rotated * s
+
+
+def attention_masks(positions: jax.Array, valid: jax.Array, cfg: ModelConfig):
+    """Boolean masks [B, T, S]: (full causal, sliding-window causal or None).
+
+    Key s is visible to query t when it is a real token and ``pos[s] <= pos[t]`` (and, for
+    sliding layers, ``pos[t] - pos[s] < window``)."""
+    pq, pk = positions[:, :, None], positions[:, None, :]
+    full = valid[:, None, :] & (pk <= pq)
+    if not cfg.any_sliding:
+        return full, None
+    return full, full & (pq - pk < cfg.sliding_window)
+
+
+def _proj(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: str) -> jax.Array:
+    y = jnp.einsum(spec, x, w.astype(x.dtype))
+    return y if b is None else y + b.astype(x.dtype)
+
+
+def attention(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+              cfg: ModelConfig, probe: jax.Array | None = None):
+    """Self-attention of one layer.
+
+    x [B, T, D], cos/sin [B, T, H], mask [B, T, S=T] bool. Returns (out [B, T, D], importance):
+    importance [B, S] (float32) is the attention paid by query row ``probe`` [B] to each key,
+    summed over heads (None when ``probe`` is None)."""
+    b, t, _ = x.shape
+    k_heads, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
+    q = _proj(x, lp["q"], lp.get("q_bias"), "BTD,DNH->BTNH")
+    k = _proj(x, lp["k"], lp.get("k_bias"), "BSD,DKH->BSKH")
+    v = _proj(x, lp["v"], lp.get("v_bias"), "BSD,DKH->BSKH")
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    q = q.reshape(b, t, k_heads, g, cfg.head_dim)
+    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
+    logits = logits * cfg.attn_scale
+    if cfg.attn_softcap is not None:
+        logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
+    logits = jnp.where(mask[:, None, None], logits, _NEG)
+    probs = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs.astype(v.dtype), v)
+    out = out.reshape(b, t, cfg.num_heads, cfg.head_dim)
+    out = _proj(out, lp["o"], lp.get("o_bias"), "BTNH,NHD->BTD")
+    importance = None
+    if probe is not None:
+        rows = jnp.take_along_axis(probs, probe[:, None, None, None, None], axis=3)  # [B,K,G,1,S]
+        importance = rows.sum(axis=(1, 2, 3))
+    return out, importance
+
+
+def _activation(name: str):
+    if name in ("silu", "swish"):
+        return jax.nn.silu
+    if name in ("gelu_pytorch_tanh", "gelu_new", "gelu_fast"):
+        return lambda x: jax.nn.gelu(x, approximate=True)
+    if name == "gelu":
+        return lambda x: jax.nn.gelu(x, approximate=False)
+    raise ValueError(f"unsupported hidden activation {name!r}")
+
+
+def mlp(lp: Params, x: jax.Array, cfg: ModelConfig) -> jax.Array:
+    """Gated MLP: down(act(gate(x)) * up(x)); x [B, T, D]."""
+    act = _activation(cfg.hidden_act)
+    gate = _proj(x, lp["gate"], lp.get("gate_bias"), "BTD,DF->BTF")
+    up = _proj(x, lp["up"], lp.get("up_bias"), "BTD,DF->BTF")
+    return _proj(act(gate) * up, lp["down"], lp.get("down_bias"), "BTF,FD->BTD")
+
+
+def decoder_layer(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+                  cfg: ModelConfig, probe: jax.Array | None = None):
+    """One pre-norm decoder layer (Gemma2 adds post-norms). Returns (x [B,T,D], importance)."""
+    a, importance = attention(lp, rms_norm(x, lp["attn_norm"], cfg), cos, sin, mask, cfg, probe)
+    if cfg.post_norms:
+        a = rms_norm(a, lp["post_attn_norm"], cfg)
+    x = x + a
+    m = mlp(lp, rms_norm(x, lp["mlp_norm"], cfg), cfg)
+    if cfg.post_norms:
+        m = rms_norm(m, lp["post_mlp_norm"], cfg)
+    return x + m, importance
+
+
+def embed(params: Params, input_ids: jax.Array, cfg: ModelConfig, dtype) -> jax.Array:
+    """Token embeddings [B, T, D] in ``dtype`` (Gemma2 scales by sqrt(D) in that dtype)."""
+    x = params["embed"].astype(dtype)[input_ids]
+    if cfg.embed_scale is not None:
+        x = x * jnp.asarray(cfg.embed_scale, dtype)
+    return x
+
+
+def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Array,
+               cfg: ModelConfig, start: int, stop: int, *, gather: jax.Array | None = None,
+               probe: jax.Array | None = None, keep_hidden: bool = False):
+    """Runs decoder layers ``start..stop-1`` as one ``lax.scan`` over the stacked weights.
+
+    x [B, T, D]; positions [B, T] int; valid [B, T] bool. Per layer it can record
+    ``x[b, gather[b]]`` (gather [B] -> [stop-start, B, D]), the importance row of ``probe`` [B]
+    ([stop-start, B, T]) and, with ``keep_hidden``, the whole output ([stop-start, B, T, D]).
+    Returns (x, records dict)."""
+    cos, sin = rope_tables(positions, cfg)
+    full, sliding = attention_masks(positions, valid, cfg)
+    flags = jnp.asarray(cfg.sliding_layers or (False,) * cfg.num_layers)
+    layers = params["layers"]
+
+    def body(h, i):
+        lp = jax.tree.map(lambda w: w[i], layers)
+        mask = full if sliding is None else jnp.where(flags[i], sliding, full)
+        h, importance = decoder_layer(lp, h, cos, sin, mask, cfg, probe)
+        rec = {}
+        if gather is not None:
+            rec["gathered"] = jnp.take_along_axis(h, gather[:, None, None], axis=1)[:, 0]
+        if probe is not None:
+            rec["importance"] = importance
+        if keep_hidden:
+            rec["hidden"] = h
+        return h, rec
+
+    if stop <= start:
+        return x, {}
+    return jax.lax.scan(body, x, jnp.arange(start, stop))
+
+
+def lm_head_weight(params: Params) -> jax.Array:
+    """The output projection [V, D] (the embedding when tied)."""
+    return params.get("lm_head", params["embed"])
+
+
+def lm_forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array,
+               cfg: ModelConfig, dtype=jnp.float32):
+    """Plain causal-LM forward on right-padded input, for parity with transformers.
+
+    input_ids, attention_mask [B, T]. Returns (logits [B, T, V] float32, hidden [L+1, B, T, D]):
+    hidden[0] is the embedding output and hidden[l] the output of layer l (not normed), as
+    transformers' ``output_hidden_states``."""
+    b, t = input_ids.shape
+    positions = jnp.broadcast_to(jnp.arange(t), (b, t))
+    x0 = embed(params, input_ids, cfg, dtype)
+    x, rec = run_layers(params, x0, positions, attention_mask.astype(bool), cfg, 0,
+                        cfg.num_layers, keep_hidden=True)
+    h = rms_norm(x, params["final_norm"], cfg)
+    logits = jnp.einsum("BTD,VD->BTV", h, lm_head_weight(params).astype(h.dtype),
+                        preferred_element_type=jnp.float32)
+    if cfg.final_softcap is not None:
+        logits = jnp.tanh(logits / cfg.final_softcap) * cfg.final_softcap
+    return logits, jnp.concatenate([x0[None], rec["hidden"]], axis=0)
