@@ -1,0 +1,59 @@
+"""Host-side batching: length-sorted batches, bucketed shapes, region packing.
+
+Shapes are bucketed so that a run compiles a handful of programs: region lengths round up to
+``bucket_length`` and the batch to a power of two (at most ``batch_size``). Filler rows repeat
+the last real row, so they never change a batch-level quantity (compat mode's padded length).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mrr_jax.template import EncodedPair
+
+
+def bucket_length(n: int, minimum: int = 8) -> int:
+    """Smallest of 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, ... that is >= n."""
+    n = max(n, minimum)
+    if n <= 32:
+        return -(-n // 8) * 8
+    top = 1 << (n - 1).bit_length()
+    return top * 3 // 4 if n <= top * 3 // 4 else top
+
+
+def batch_bucket(n: int, batch_size: int) -> int:
+    """Rows a batch of ``n`` is padded to: the next power of two, at most ``batch_size``."""
+    return min(batch_size, 1 << max(n - 1, 0).bit_length())
+
+
+def plan_batches(pairs: Sequence[EncodedPair], batch_size: int) -> list[list[int]]:
+    """Index batches, longest sequences first (stable), ``batch_size`` rows each."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pack(rows: Sequence[EncodedPair], n_rows: int, multiple: int = 8) -> dict[str, np.ndarray]:
+    """Packs rows into the region layout of ``mrr_jax.scoring.score_forward``.
+
+    Returns q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] (int32, zero-padded), q_len, p_len,
+    r_len [B] int32, and padded_length [] int32: the longest row rounded up to ``multiple``
+    (the authors' collator pads to a multiple of 8)."""
+    rows = list(rows) + [rows[-1]] * (n_rows - len(rows))
+    out: dict[str, np.ndarray] = {}
+    for name, key in (("query", "q"), ("passage", "p"), ("prompt", "r")):
+        lens = np.array([len(getattr(r, name)) for r in rows], np.int32)
+        width = bucket_length(int(lens.max()))
+        ids = np.zeros((len(rows), width), np.int32)
+        for b, r in enumerate(rows):
+            seg = getattr(r, name)
+            ids[b, :len(seg)] = seg
+        out[key + "_ids"] = ids
+        out[key + "_len"] = lens
+    longest = max(len(r) for r in rows)
+    out["padded_length"] = np.int32(math.ceil(longest / multiple) * multiple)
+    return out

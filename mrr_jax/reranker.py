@@ -1,0 +1,198 @@
+"""The public API: ``Reranker.from_pretrained``, ``compute_score``, ``rank``, ``score_tokens``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mrr_jax import batching
+from mrr_jax.checkpoint.hf import assemble_params, load_hf_dir
+from mrr_jax.config import ModelConfig
+from mrr_jax.model import Params, lm_head_weight
+from mrr_jax.plan import Plan
+from mrr_jax.scoring import score_forward
+from mrr_jax.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+COMPAT = ("default", "reference")
+
+
+def init_heads(params: Params, yes_token_id: int, num_exits: int) -> np.ndarray:
+    """Exit heads [E, D], every one the LM-head row of the "Yes" token."""
+    row = np.asarray(lm_head_weight(params)[yes_token_id], np.float32)
+    return np.tile(row[None], (num_exits, 1))
+
+
+class Reranker:
+    """A Matryoshka re-ranker: a decoder backbone plus one linear exit head per layer
+    ``start_layer..L``. Exit k scores ``head_k(final_norm(h_k))`` at the last prompt token.
+
+    ``compat="reference"`` reproduces the authors' code (importance from the last row of the
+    padded batch, batches padded to a multiple of 8) so that checkpoints trained with it score as
+    there; the default takes importance from each row's own scoring token, so a pair's scores
+    never depend on the rest of its batch.
+    """
+
+    def __init__(self, cfg: ModelConfig, params: Params, heads: np.ndarray, *,
+                 tokenizer=None, bos_token_id: int | None = None, start_layer: int = 4,
+                 prompt: str = DEFAULT_PROMPT, compat: str = "default",
+                 dtype: str = "float32") -> None:
+        if compat not in COMPAT:
+            raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        if not 1 <= start_layer <= cfg.num_layers:
+            raise ValueError(f"start_layer {start_layer} outside 1..{cfg.num_layers}")
+        n_exits = cfg.num_layers - start_layer + 1
+        if heads.shape != (n_exits, cfg.hidden_size):
+            raise ValueError(f"heads have shape {heads.shape}, expected "
+                             f"{(n_exits, cfg.hidden_size)} (one per layer {start_layer}.."
+                             f"{cfg.num_layers})")
+        self.cfg = cfg
+        self.dtype = DTYPES[dtype]
+        self.params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params)
+        self.heads = jnp.asarray(heads, jnp.float32)
+        self.start_layer = start_layer
+        self.compat = compat
+        self.tokenizer = tokenizer
+        self.bos_token_id = bos_token_id if bos_token_id is not None else cfg.bos_token_id
+        self.prompt = prompt
+        self.last_truncated = 0  # pairs cut by the last compute_score call
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: str = "float32",
+                        compat: str = "default", start_layer: int = 4,
+                        prompt: str = DEFAULT_PROMPT, yes_token: str = "Yes",
+                        yes_token_id: int | None = None) -> Reranker:
+        """Loads a Hugging Face model directory or a ``.gguf`` file.
+
+        The exit heads are initialised from the LM-head row of ``yes_token`` (or of
+        ``yes_token_id``, which lets a model without a tokenizer load)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such model directory or file")
+        np_dtype = np.float32
+        if path.suffix == ".gguf":
+            from mrr_jax.checkpoint.gguf import read_gguf
+
+            ckpt = read_gguf(path)
+            cfg = ModelConfig.from_hf(ckpt.hf_config, source=str(path))
+            params = assemble_params(cfg, ckpt.tensors(), np_dtype, str(path))
+            tokenizer = ckpt.tokenizer()
+            bos = ckpt.special_tokens.get("bos_token_id")
+        else:
+            cfg, params = load_hf_dir(path, np_dtype)
+            try:
+                tokenizer, bos = load_tokenizer(path)
+            except FileNotFoundError:
+                if yes_token_id is None:
+                    raise
+                tokenizer, bos = None, None
+        if yes_token_id is None:
+            ids = tokenizer.encode(yes_token, add_special_tokens=False).ids
+            if len(ids) != 1:
+                raise ValueError(f"{path}: {yes_token!r} is {len(ids)} tokens for this "
+                                 "tokenizer; pass yes_token_id= to choose the head's row")
+            yes_token_id = ids[0]
+        heads = init_heads(params, yes_token_id, cfg.num_layers - start_layer + 1)
+        return cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
+                   start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype)
+
+    # ------------------------------------------------------------------ scoring
+    def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:
+        if exits is None:
+            return (plan.depth,)
+        bad = [k for k in exits if not self.start_layer <= k <= plan.depth]
+        if bad or not len(exits):
+            raise ValueError(f"exits {list(exits)} must be non-empty and within "
+                             f"{self.start_layer}..{plan.depth} (start_layer..depth of {plan})")
+        return tuple(sorted(set(int(k) for k in exits)))
+
+    def score_encoded(self, pairs: Sequence[EncodedPair], *, plan: Plan | str | None = None,
+                      exits: Sequence[int] | None = None, batch_size: int = 32,
+                      return_features: bool = False):
+        """Scores tokenized pairs: [len(exits), n] float32 in the order ``exits`` were given
+        (default: the plan's last layer). With ``return_features``, also the final-normed
+        features [len(exits), n, D]."""
+        plan = Plan.parse(plan) if isinstance(plan, str) else (plan or Plan())
+        plan = plan.resolve(self.cfg.num_layers)
+        run_exits = self._exits(plan, exits)
+        n = len(pairs)
+        scores = np.zeros((len(run_exits), n), np.float32)
+        feats = np.zeros((len(run_exits), n, self.cfg.hidden_size), np.float32) \
+            if return_features else None
+        for idx in batching.plan_batches(pairs, batch_size):
+            rows = [pairs[i] for i in idx]
+            arrays = batching.pack(rows, batching.batch_bucket(len(rows), batch_size))
+            out = score_forward(
+                self.params, self.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
+                cfg=self.cfg, plan=plan, exits=run_exits, start_layer=self.start_layer,
+                compat=self.compat == "reference", dtype=self.dtype,
+                return_features=return_features)
+            if return_features:
+                out, f = out
+                feats[:, idx] = np.asarray(f, np.float32)[:, :len(idx)]
+            scores[:, idx] = np.asarray(out)[:, :len(idx)]
+        if exits is not None:  # back to the caller's order
+            take = [run_exits.index(int(k)) for k in exits]
+            scores = scores[take]
+            feats = feats[take] if feats is not None else None
+        return (scores, feats) if return_features else scores
+
+    def score_tokens(self, input_ids: Sequence[Sequence[int]], query_lengths: Sequence[int],
+                     prompt_lengths: Sequence[int], **kwargs):
+        """Token-level entry point: each row is ``query segment + passage segment + prompt
+        segment`` with the given segment lengths (unpadded). Returns [len(exits), n]; takes
+        ``plan``, ``exits``, ``batch_size``, ``return_features`` as ``score_encoded``."""
+        if not len(input_ids) == len(query_lengths) == len(prompt_lengths):
+            raise ValueError("input_ids, query_lengths and prompt_lengths differ in length")
+        pairs = [EncodedPair.from_ids(ids, q, p)
+                 for ids, q, p in zip(input_ids, query_lengths, prompt_lengths)]
+        return self.score_encoded(pairs, **kwargs)
+
+    def encode(self, pairs: Sequence[tuple[str, str]], max_length: int = 512,
+               query_max_length: int | None = None) -> list[EncodedPair]:
+        """Tokenizes pairs with this model's template (see ``mrr_jax.template``)."""
+        if self.tokenizer is None:
+            raise ValueError("this Reranker has no tokenizer (no tokenizer.json where it was "
+                             "loaded from); use score_tokens(...) with token ids")
+        if self.bos_token_id is None:
+            raise ValueError("no BOS token id in the tokenizer config or config.json")
+        return PairTemplate(self.tokenizer, self.bos_token_id, self.prompt).encode(
+            pairs, max_length, query_max_length)
+
+    def compute_score(self, pairs: Sequence[tuple[str, str]], *,
+                      plan: Plan | str | None = None, exits: Sequence[int] | None = None,
+                      batch_size: int = 32, max_length: int = 512,
+                      query_max_length: int | None = None,
+                      normalize: bool = False) -> np.ndarray:
+        """Relevance logits of (query, passage) pairs: [n], or [len(exits), n] with ``exits``.
+
+        ``normalize`` applies a float32 sigmoid. Cut pairs are counted in ``last_truncated``
+        and reported with a warning."""
+        if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str):
+            pairs = [pairs]
+        encoded = self.encode(pairs, max_length, query_max_length)
+        self.last_truncated = sum(e.truncated for e in encoded)
+        if self.last_truncated:
+            warnings.warn(f"{self.last_truncated} of {len(encoded)} pairs were truncated to "
+                          f"max_length={max_length} (passage cut; the prompt is never cut)",
+                          stacklevel=2)
+        scores = self.score_encoded(encoded, plan=plan, exits=exits, batch_size=batch_size)
+        if normalize:
+            scores = 1.0 / (1.0 + np.exp(-scores.astype(np.float32)))
+        return scores if exits is not None else scores[0]
+
+    def rank(self, query: str, documents: Sequence[str], *, plan: Plan | str | None = None,
+             top_k: int | None = None, **kwargs) -> list[dict]:
+        """Documents sorted by score: ``[{"index", "score", "document"}]``, best first."""
+        scores = self.compute_score([(query, d) for d in documents], plan=plan, **kwargs)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [{"index": int(i), "score": float(scores[i]), "document": documents[i]}
+                for i in order]

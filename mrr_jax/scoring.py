@@ -1,0 +1,110 @@
+"""The Matryoshka scoring forward: run a plan's layers, compress the passage, score the exits.
+
+Inputs are laid out in three left-aligned, padded regions so that compression has static
+shapes (see ``mrr_jax.batching``)::
+
+    [ query (Qb slots) | passage (Pb slots) | prompt (Rb slots) | probe (1 slot, compat only) ]
+
+Every token carries its logical position (query 0..q-1, passage q..q+P-1, prompt after), and
+attention is causal over positions (``mrr_jax.model``), so this layout computes exactly what the
+contiguous right-padded sequence computes. Compression shrinks only the passage region,
+Pb -> ceil(Pb / r), and renumbers positions contiguously from 0 as the authors' code does.
+
+Importance for a compression is the attention paid, in the layer just run, by each row's own
+scoring token (the last prompt token), summed over heads. With ``compat=True`` it comes instead
+from the row the authors' code reads: the last row of the *padded batch* -- a pad token at
+position T-1 (T = the batch's padded length), or the scoring token itself when the row fills T.
+The probe slot reproduces that pad token; it is never visible as a key, as pads are not.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from mrr_jax import compress as compress_lib
+from mrr_jax.config import ModelConfig
+from mrr_jax.model import Params, embed, rms_norm, run_layers
+from mrr_jax.plan import Plan
+
+
+def _layout(q_len, p_len, r_len, qb: int, pb: int, rb: int, probe_pos):
+    """Positions and key validity [B, T] for the region layout (T = qb+pb+rb (+1 probe))."""
+    jq, jp, jr = jnp.arange(qb)[None], jnp.arange(pb)[None], jnp.arange(rb)[None]
+    q, p, r = q_len[:, None], p_len[:, None], r_len[:, None]
+    total = q + p + r
+    pos = [jnp.where(jq < q, jq, total), jnp.where(jp < p, q + jp, total),
+           jnp.where(jr < r, q + p + jr, total)]
+    valid = [jq < q, jp < p, jr < r]
+    if probe_pos is not None:
+        pos.append(jnp.broadcast_to(probe_pos, q.shape).astype(q.dtype))
+        valid.append(jnp.zeros_like(q, bool))
+    return jnp.concatenate(pos, axis=1), jnp.concatenate(valid, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "plan", "exits", "start_layer", "compat",
+                                             "dtype", "return_features"))
+def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax.Array,
+                  r_ids: jax.Array, q_len: jax.Array, p_len: jax.Array, r_len: jax.Array,
+                  padded_length: jax.Array, *, cfg: ModelConfig, plan: Plan,
+                  exits: tuple[int, ...], start_layer: int, compat: bool = False,
+                  dtype=jnp.float32, return_features: bool = False):
+    """Scores of one batch at each exit of a resolved plan.
+
+    q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] int32: the query segment (bos .. first "\\n"),
+    passage segment ("B: " + passage) and prompt segment ("\\n" + prompt), left-aligned;
+    q_len, p_len, r_len [B] int32: their real lengths (r_len >= 1). padded_length [] int32:
+    the batch's padded length in the authors' code (compat only; else ignored).
+    heads [E_all, D]: exit heads indexed by layer - start_layer.
+    Returns scores [E, B] float32 for ``exits`` (sorted, within start_layer..depth), and with
+    ``return_features`` also the final-normed features [E, B, D] they were computed from.
+    """
+    b, qb = q_ids.shape
+    pb, rb = p_ids.shape[1], r_ids.shape[1]
+    depth = plan.depth
+    ids = [q_ids, p_ids, r_ids]
+    probe_pos = None
+    if compat:
+        pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
+        ids.append(jnp.full((b, 1), pad_id, q_ids.dtype))
+        probe_pos = padded_length - 1
+    x = embed(params, jnp.concatenate(ids, axis=1), cfg, dtype)
+    cur_len = padded_length  # compat: length of the reference's padded batch
+
+    gathered = []
+    bounds = [layer for layer, _ in plan.compress] + [depth]
+    ratios = dict(plan.compress)
+    start = 0
+    for stop in bounds:
+        positions, valid = _layout(q_len, p_len, r_len, qb, pb, rb, probe_pos)
+        score_idx = qb + pb + r_len - 1
+        probe = score_idx
+        if compat:
+            fills = q_len + p_len + r_len == cur_len
+            probe = jnp.where(fills, score_idx, x.shape[1] - 1)
+        need_importance = stop in ratios
+        x, rec = run_layers(params, x, positions, valid, cfg, start, stop, gather=score_idx,
+                            probe=probe if need_importance else None)
+        if "gathered" in rec:
+            gathered.append(rec["gathered"])
+        if need_importance:
+            r = ratios[stop]
+            w = rec["importance"][-1][:, qb:qb + pb]
+            xp, p_len = compress_lib.COMPRESSORS[plan.mode](x[:, qb:qb + pb], w, p_len, r)
+            pb = xp.shape[1]
+            parts = [x[:, :qb], xp, x[:, x.shape[1] - rb - int(compat):x.shape[1] - int(compat)]]
+            if compat:
+                cur_len = jnp.max(q_len + p_len + r_len)
+                probe_pos = cur_len - 1
+                parts.append(jnp.zeros_like(x[:, :1]))  # pads are zero vectors after compression
+            x = jnp.concatenate(parts, axis=1)
+        start = stop
+
+    h = jnp.concatenate(gathered, axis=0)  # [depth, B, D]: h_k at the scoring token
+    layer_idx = jnp.asarray(exits) - 1
+    feats = rms_norm(h[layer_idx], params["final_norm"], cfg)  # [E, B, D]
+    w_heads = heads[jnp.asarray(exits) - start_layer].astype(jnp.float32)
+    scores = jnp.einsum("EBD,ED->EB", feats.astype(jnp.float32), w_heads)
+    return (scores, feats) if return_features else scores
