@@ -100,6 +100,32 @@ class Plan:
                              "layers")
         return Plan(depth=depth, compress=self.compress, mode=self.mode)
 
+    def layer_lengths(self, num_layers: int, query_length: int, passage_length: int,
+                      prompt_length: int) -> list[int]:
+        """Sequence length each decoder layer 0..depth-1 runs at, for one pair."""
+        plan = self.resolve(num_layers)
+        ratios = dict(plan.compress)
+        lengths, p = [], passage_length
+        for layer in range(plan.depth):
+            if layer in ratios:
+                p = math.ceil(p / ratios[layer])
+            lengths.append(query_length + p + prompt_length)
+        return lengths
+
+    def flops(self, cfg, query_length: int, passage_length: int, prompt_length: int) -> float:
+        """Forward FLOPs of one pair under this plan (matmuls only, 2 per multiply-add).
+
+        Per layer at length T: q/k/v/o projections 2T·D·H·(2N + 2K), attention logits and
+        values 4·T²·N·H (the full square, as computed), MLP 6·T·D·F; plus one exit head per
+        requested exit (negligible). ``cfg`` is a ``ModelConfig``."""
+        d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        n, k = cfg.num_heads, cfg.num_kv_heads
+        total = 0.0
+        for t in self.layer_lengths(cfg.num_layers, query_length, passage_length,
+                                    prompt_length):
+            total += 2 * t * d * h * (2 * n + 2 * k) + 4 * t * t * n * h + 6 * t * d * f
+        return total
+
     def passage_lengths(self, passage_length: int) -> list[tuple[int, int]]:
         """[(layer, passage length from that layer on)] after each compression (nested ceils)."""
         out, p = [], passage_length

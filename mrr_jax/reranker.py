@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mrr_jax import batching
+from mrr_jax import batching, compile_cache
 from mrr_jax.checkpoint.hf import assemble_params, load_hf_dir
 from mrr_jax.config import ModelConfig
 from mrr_jax.model import Params, lm_head_weight
@@ -53,6 +53,7 @@ class Reranker:
             raise ValueError(f"heads have shape {heads.shape}, expected "
                              f"{(n_exits, cfg.hidden_size)} (one per layer {start_layer}.."
                              f"{cfg.num_layers})")
+        compile_cache.enable()
         self.cfg = cfg
         self.dtype = DTYPES[dtype]
         self.params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params)
