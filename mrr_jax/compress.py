@@ -21,6 +21,8 @@ def merge(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: int):
     """Each group of ``ratio`` adjacent passage tokens (from the passage start) becomes their
     importance-weighted mean; a final partial group's missing slots weigh 0. A group whose
     weights are all 0 becomes the zero vector (the reference would produce NaN)."""
+    if ratio == 1:
+        return xp, p_len
     b, p, d = xp.shape
     g = -(-p // ratio)
     real = jnp.arange(p)[None, :] < p_len[:, None]
@@ -37,6 +39,8 @@ def merge(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: int):
 def select(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: int):
     """Keeps the ceil(p_len / ratio) most important real passage tokens of each row, in their
     original order (ties broken by position); slots past the new length are zero."""
+    if ratio == 1:
+        return xp, p_len
     b, p, _ = xp.shape
     k = -(-p // ratio)
     j = jnp.arange(p)[None, :]

@@ -135,10 +135,10 @@ class Reranker:
                 self.params, self.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
                 cfg=self.cfg, plan=plan, exits=run_exits, start_layer=self.start_layer,
                 compat=self.compat == "reference", dtype=self.dtype,
-                return_features=return_features)
+                return_aux=return_features)
             if return_features:
-                out, f = out
-                feats[:, idx] = np.asarray(f, np.float32)[:, :len(idx)]
+                out, aux = out
+                feats[:, idx] = np.asarray(aux["features"], np.float32)[:, :len(idx)]
             scores[:, idx] = np.asarray(out)[:, :len(idx)]
         if exits is not None:  # back to the caller's order
             take = [run_exits.index(int(k)) for k in exits]

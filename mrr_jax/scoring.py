@@ -44,13 +44,27 @@ def _layout(q_len, p_len, r_len, qb: int, pb: int, rb: int, probe_pos):
     return jnp.concatenate(pos, axis=1), jnp.concatenate(valid, axis=1)
 
 
+def compress_step(x: jax.Array, w: jax.Array, p_len: jax.Array, qb: int, pb: int, rb: int,
+                  ratio: int, mode: str, compat: bool):
+    """Compresses the passage region of x [B, qb+pb+rb(+1 probe), D] by ``ratio``.
+
+    w [B, pb]: importance of each passage slot. The query and prompt regions are copied
+    unchanged; with ``compat`` the probe slot becomes a zero vector, as the reference's pads do.
+    Returns (x' [B, qb + ceil(pb/ratio) + rb (+1), D], new passage lengths [B])."""
+    xp, p_len = compress_lib.COMPRESSORS[mode](x[:, qb:qb + pb], w, p_len, ratio)
+    parts = [x[:, :qb], xp, x[:, qb + pb:qb + pb + rb]]
+    if compat:
+        parts.append(jnp.zeros_like(x[:, :1]))
+    return jnp.concatenate(parts, axis=1), p_len
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "plan", "exits", "start_layer", "compat",
-                                             "dtype", "return_features"))
+                                             "dtype", "return_aux"))
 def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax.Array,
                   r_ids: jax.Array, q_len: jax.Array, p_len: jax.Array, r_len: jax.Array,
                   padded_length: jax.Array, *, cfg: ModelConfig, plan: Plan,
                   exits: tuple[int, ...], start_layer: int, compat: bool = False,
-                  dtype=jnp.float32, return_features: bool = False):
+                  dtype=jnp.float32, return_aux: bool = False):
     """Scores of one batch at each exit of a resolved plan.
 
     q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] int32: the query segment (bos .. first "\\n"),
@@ -58,8 +72,10 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     q_len, p_len, r_len [B] int32: their real lengths (r_len >= 1). padded_length [] int32:
     the batch's padded length in the authors' code (compat only; else ignored).
     heads [E_all, D]: exit heads indexed by layer - start_layer.
-    Returns scores [E, B] float32 for ``exits`` (sorted, within start_layer..depth), and with
-    ``return_features`` also the final-normed features [E, B, D] they were computed from.
+    Returns scores [E, B] float32 for ``exits`` (sorted, within start_layer..depth). With
+    ``return_aux`` also a dict: ``features`` [E, B, D] (the final-normed states scored),
+    ``lengths`` [C, B] (each row's sequence length after each of the C compressions) and, with
+    ``compat``, ``padded_lengths`` [C] (the reference's re-padded batch length after each).
     """
     b, qb = q_ids.shape
     pb, rb = p_ids.shape[1], r_ids.shape[1]
@@ -73,7 +89,7 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     x = embed(params, jnp.concatenate(ids, axis=1), cfg, dtype)
     cur_len = padded_length  # compat: length of the reference's padded batch
 
-    gathered = []
+    gathered, lengths, padded = [], [], []
     bounds = [layer for layer, _ in plan.compress] + [depth]
     ratios = dict(plan.compress)
     start = 0
@@ -87,19 +103,16 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
         need_importance = stop in ratios
         x, rec = run_layers(params, x, positions, valid, cfg, start, stop, gather=score_idx,
                             probe=probe if need_importance else None)
-        if "gathered" in rec:
-            gathered.append(rec["gathered"])
+        gathered.append(rec["gathered"])
         if need_importance:
-            r = ratios[stop]
             w = rec["importance"][-1][:, qb:qb + pb]
-            xp, p_len = compress_lib.COMPRESSORS[plan.mode](x[:, qb:qb + pb], w, p_len, r)
-            pb = xp.shape[1]
-            parts = [x[:, :qb], xp, x[:, x.shape[1] - rb - int(compat):x.shape[1] - int(compat)]]
+            x, p_len = compress_step(x, w, p_len, qb, pb, rb, ratios[stop], plan.mode, compat)
+            pb = x.shape[1] - qb - rb - int(compat)
+            lengths.append(q_len + p_len + r_len)
             if compat:
-                cur_len = jnp.max(q_len + p_len + r_len)
+                cur_len = jnp.max(lengths[-1])
                 probe_pos = cur_len - 1
-                parts.append(jnp.zeros_like(x[:, :1]))  # pads are zero vectors after compression
-            x = jnp.concatenate(parts, axis=1)
+                padded.append(cur_len)
         start = stop
 
     h = jnp.concatenate(gathered, axis=0)  # [depth, B, D]: h_k at the scoring token
@@ -107,4 +120,9 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     feats = rms_norm(h[layer_idx], params["final_norm"], cfg)  # [E, B, D]
     w_heads = heads[jnp.asarray(exits) - start_layer].astype(jnp.float32)
     scores = jnp.einsum("EBD,ED->EB", feats.astype(jnp.float32), w_heads)
-    return (scores, feats) if return_features else scores
+    if not return_aux:
+        return scores
+    def stack(v):
+        return jnp.stack(v) if v else jnp.zeros((0,), jnp.int32)
+
+    return scores, {"features": feats, "lengths": stack(lengths), "padded_lengths": stack(padded)}

@@ -64,3 +64,40 @@ def test_text_api_reproduces_reference_token_ids(ref_model, reference):
     scores = ref_model.compute_score(pairs, batch_size=16)
     want = np.asarray(reference["runs"]["a"]["batched"]["scores"], np.float32)[:, -1]
     assert np.abs(scores - want).max() < TOL
+
+
+@pytest.mark.parametrize("name", ["b", "c", "d", "e"])
+def test_lengths_after_compression_match_reference(ref_model, reference, name):
+    import jax.numpy as jnp
+
+    from mrr_jax import batching
+    from mrr_jax.scoring import score_forward
+    from mrr_jax.template import EncodedPair
+
+    rows = [EncodedPair.from_ids(*r) for r in zip(*_inputs(reference))]
+    arrays = batching.pack(rows, 16)
+    assert int(arrays["padded_length"]) == reference["runs"][name]["batched"]["padded_length"]
+    _, aux = score_forward(
+        ref_model.params, ref_model.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
+        cfg=ref_model.cfg, plan=_plan(reference, name).resolve(30), exits=(30,), start_layer=4,
+        compat=True, return_aux=True)
+    steps = reference["runs"][name]["batched"]["lengths_after_compression"]
+    assert np.asarray(aux["lengths"]).tolist() == [s["lengths"] for s in steps]
+    assert np.asarray(aux["padded_lengths"]).tolist() == [s["padded_length"] for s in steps]
+    assert np.asarray(aux["lengths"])[-1].tolist() == \
+        reference["runs"][name]["batched"]["final_lengths"]
+
+
+def test_default_mode_on_real_model(smollm2_dir, reference):
+    """Default mode (importance from each row's own scoring token): batched scores equal single
+    scores up to float32 rounding, and exits up to the first compression equal plan a."""
+    rr = Reranker.from_pretrained(smollm2_dir)
+    plan = Plan.parse("compress=8:2,16:2,24:2")
+    batched = rr.score_tokens(*_inputs(reference), plan=plan, exits=EXITS, batch_size=16)
+    ids, q, p = _inputs(reference)
+    alone = np.concatenate([rr.score_tokens([i], [a], [b], plan=plan, exits=EXITS)
+                            for i, a, b in zip(ids, q, p)], axis=1)
+    assert np.abs(batched - alone).max() < TOL  # the reference itself shows gaps up to 1.17
+    uncompressed = np.asarray(reference["runs"]["a"]["batched"]["scores"], np.float32).T
+    assert np.abs(batched[:5] - uncompressed[:5]).max() < TOL  # exits 4..8
+    assert np.abs(batched[5:] - uncompressed[5:]).max() > 0.01  # compression does something
