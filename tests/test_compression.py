@@ -202,3 +202,17 @@ def test_bfloat16_runs_and_stays_close():
     b = score(rr16, rows, plan="compress=2:2")
     assert b.dtype == np.float32 and np.isfinite(b).all()
     assert np.abs(a - b).max() < 0.1 * (np.abs(a).max() + 1)
+
+
+def test_one_program_per_plan_and_shape_bucket():
+    from mrr_jax.scoring import score_forward
+
+    rr = tiny_reranker(seed=5)
+    rows = random_rows(4, seed=9)
+    score(rr, rows, plan="compress=2:2 depth=5")
+    n = score_forward._cache_size()
+    score(rr, rows, plan="compress=2:2 depth=5")  # same plan, same buckets: no new program
+    score(rr, rows[::-1], plan=Plan.parse("depth=5 compress=2:2"))  # equal plan, other order
+    assert score_forward._cache_size() == n
+    score(rr, rows, plan="compress=2:3 depth=5")  # a new plan: exactly one new program
+    assert score_forward._cache_size() == n + 1
