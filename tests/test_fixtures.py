@@ -101,3 +101,13 @@ def test_default_mode_on_real_model(smollm2_dir, reference):
     uncompressed = np.asarray(reference["runs"]["a"]["batched"]["scores"], np.float32).T
     assert np.abs(batched[:5] - uncompressed[:5]).max() < TOL  # exits 4..8
     assert np.abs(batched[5:] - uncompressed[5:]).max() > 0.01  # compression does something
+
+
+def test_batches_follow_the_reference_length_order(reference):
+    """Batches are formed in the reference's order (token length, longest first, stable), so
+    compat mode groups pairs as the authors' code does for any batch size."""
+    from mrr_jax.batching import plan_batches
+    from mrr_jax.template import EncodedPair
+
+    rows = [EncodedPair.from_ids(*r) for r in zip(*_inputs(reference))]
+    assert plan_batches(rows, 16)[0] == reference["runs"]["a"]["batched"]["row_order"]
