@@ -22,7 +22,7 @@ model: $(STAMP)
 	$(PY) -m mrr_jax.convert --smollm2
 
 test: model
-	$(PY) -m ruff check mrr_jax tests
+	$(PY) -m ruff check mrr_jax tests configs
 	$(PY) -m pytest -q
 
 # Everything but the slow fixture and real-model suites.
@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check mrr_jax tests
+	$(PY) -m ruff check mrr_jax tests configs
 
 demo: model
 	$(PY) -m mrr_jax.demo

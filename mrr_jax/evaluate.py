@@ -263,7 +263,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status. ``grid ...`` runs the plan-grid
+    mode (``python -m mrr_jax.evaluate grid --help``, the same as ``python -m mrr_jax.grid``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["grid"]:
+        from mrr_jax.grid import main as grid_main
+
+        return grid_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         _measures(args.metrics)

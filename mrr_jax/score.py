@@ -60,6 +60,7 @@ from mrr_jax.data.fileio import atomic_write
 from mrr_jax.data.ids import check_ids
 from mrr_jax.data.records import Doc, Run
 from mrr_jax.plan import Plan
+from mrr_jax.pyconfig import load_config
 from mrr_jax.template import EncodedPair
 
 MANIFEST = "manifest.json"
@@ -910,8 +911,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--max-queries", type=int, help="only the first N queries (qid order)")
     src.add_argument("--on-missing", choices=("error", "warn"),
                      help="unknown ids in the run: error (default) or warn, skip and count")
-    src.add_argument("--config", type=Path, help="JSON file of settings (keys as the flags, "
-                     "e.g. top_k, plan); flags given here override it")
+    src.add_argument("--config", help="settings file: JSON, or a Python config FILE.py[:ARG] "
+                     "with get_config(ARG) (keys as the flags, e.g. top_k, plan); flags given "
+                     "here override it")
     m = p.add_argument_group("model and plans")
     m.add_argument("--plan", action="append", help='a plan, e.g. "depth=20 compress=8:2"; '
                    "repeat for several ('full' = the whole model, the default); the first "
@@ -943,19 +945,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
-    """Flags over ``--config`` JSON over defaults."""
+    """Flags over ``--config`` (JSON or Python ``get_config``) over defaults."""
     args = vars(_parser().parse_args(argv))
     values: dict[str, Any] = {}
     if "config" in args:
         path = args.pop("config")
         try:
-            loaded = json.loads(path.read_text())
+            loaded = load_config(path)
         except OSError as e:
-            raise JobError(f"--config {path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"malformed JSON ({e.msg})", path=path, line=e.lineno) from None
-        if not isinstance(loaded, dict):
-            raise DataError("expected a JSON object of settings", path=path)
+            raise JobError(f"--config {path}: {e.strerror or e}") from None
         values.update(loaded)
         source = str(path)
     else:
