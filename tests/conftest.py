@@ -28,3 +28,33 @@ def smollm2_dir() -> Path:
     from mrr_jax.assets import smollm2_dir as get
 
     return get()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, smollm2_dir) -> Path:
+    """A 6-layer random Llama with SmolLM2's vocabulary and tokenizer, saved as an HF dir."""
+    import shutil
+
+    import torch
+    import transformers
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(smollm2_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def example_data(tmp_path_factory) -> Path:
+    """A small build of the stdlib example dataset (200 passages)."""
+    from mrr_jax.data.example import build
+
+    out = tmp_path_factory.mktemp("example")
+    build(out, max_docs=200)
+    return out

@@ -6,32 +6,11 @@ tokenize as on the real model; everything else is random and small.
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
-import torch
-import transformers
 
 from mrr_jax import bench
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, smollm2_dir):
-    """A 6-layer random Llama with SmolLM2's vocabulary and tokenizer, saved as an HF dir."""
-    out = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
-    for name in TOKENIZER_FILES:
-        if (smollm2_dir / name).is_file():
-            shutil.copy(smollm2_dir / name, out / name)
-    return out
 
 
 def test_text_pairs_are_deterministic_and_long_enough():

@@ -1,41 +1,18 @@
 """Plan-grid mode (``mrr_jax.grid``) on a tiny random Llama and a small example dataset."""
 
 import json
-import shutil
 
 import pytest
 
 from mrr_jax import Reranker, grid
 from mrr_jax.data import trec
-from mrr_jax.data.example import build
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 PLANS = ["full", "depth=5", "depth=4 compress=2:2"]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, smollm2_dir):
-    """A 6-layer random Llama with SmolLM2's vocabulary and tokenizer, saved as an HF dir."""
-    import torch
-    import transformers
-
-    out = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=6,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(out)
-    for name in TOKENIZER_FILES:
-        shutil.copy(smollm2_dir / name, out / name)
-    return out
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("example")
-    build(out, max_docs=200)
-    return out
+def data(example_data):
+    return example_data
 
 
 def test_plan_grid_rows_and_files(tiny_model, data, tmp_path):
