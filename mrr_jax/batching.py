@@ -30,12 +30,47 @@ def batch_bucket(n: int, batch_size: int) -> int:
     return min(batch_size, 1 << max(n - 1, 0).bit_length())
 
 
-def plan_batches(pairs: Sequence[EncodedPair], batch_size: int) -> list[list[int]]:
-    """Index batches, longest sequences first (stable), ``batch_size`` rows each."""
+def padded_width(rows: Sequence[EncodedPair]) -> int:
+    """Token slots per row once ``rows`` are packed together (the bucketed query, passage and
+    prompt regions of ``pack``)."""
+    return (bucket_length(max(len(e.query) for e in rows))
+            + bucket_length(max(len(e.passage) for e in rows))
+            + bucket_length(max(len(e.prompt) for e in rows)))
+
+
+def batch_shape(rows: Sequence[EncodedPair], batch_size: int) -> tuple[int, int, int, int]:
+    """The compiled shape a batch runs at: (rows, query slots, passage slots, prompt slots)."""
+    return (batch_bucket(len(rows), batch_size),
+            bucket_length(max(len(e.query) for e in rows)),
+            bucket_length(max(len(e.passage) for e in rows)),
+            bucket_length(max(len(e.prompt) for e in rows)))
+
+
+def plan_batches(pairs: Sequence[EncodedPair], batch_size: int,
+                 tokens_per_batch: int | None = None) -> list[list[int]]:
+    """Index batches, longest sequences first (stable; the authors' order): at most
+    ``batch_size`` rows and, with ``tokens_per_batch``, ``padded rows * padded_width <=
+    tokens_per_batch`` (a pair alone over the budget still forms a batch of one).
+    Deterministic in ``pairs`` alone."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    if tokens_per_batch is not None and tokens_per_batch < 1:
+        raise ValueError("tokens_per_batch must be >= 1")
     order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i]))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if tokens_per_batch is None:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        rows = len(cur) + 1
+        if cur and (rows > batch_size or batch_bucket(rows, batch_size) * padded_width(
+                [pairs[j] for j in (*cur, i)]) > tokens_per_batch):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 def pack(rows: Sequence[EncodedPair], n_rows: int, multiple: int = 8) -> dict[str, np.ndarray]:

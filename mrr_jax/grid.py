@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from mrr_jax.batching import batch_shape, plan_batches
 from mrr_jax.data import beir, trec
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike
@@ -38,8 +39,6 @@ from mrr_jax.plan import Plan
 from mrr_jax.score import (
     JobError,
     Pass,
-    batch_shape,
-    make_batches,
     model_path,
     parse_plan,
     score_pass,
@@ -125,7 +124,7 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
                         path=first_stage)
     encoded = rr.encode(pairs, max_length, query_max_length)
     truncated = sum(e.truncated for e in encoded)
-    batches = make_batches(encoded, batch_size, tokens_per_batch)
+    batches = plan_batches(encoded, batch_size, tokens_per_batch)
     full_flops = mean_flops(rr, encoded, Plan().resolve(rr.cfg.num_layers))
     _log(f"grid: {len(qids)} queries ({len(units)} with candidates), {len(pairs)} pairs, "
          f"{len(batches)} batches, {truncated} truncated", progress)

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from mrr_jax.batching import batch_bucket, bucket_length
+from mrr_jax.batching import plan_batches
 from mrr_jax.data import beir, candidates, trec
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import atomic_write
@@ -181,51 +181,6 @@ def shard_range(num_chunks: int, shard: int, num_shards: int) -> range:
 # ----------------------------------------------------------------------------- batching & scoring
 
 
-def padded_length(pairs: Sequence[EncodedPair]) -> int:
-    """Token slots per row once ``pairs`` are packed together (bucketed query, passage and
-    prompt regions, as :func:`mrr_jax.batching.pack` lays them out)."""
-    return (bucket_length(max(len(e.query) for e in pairs))
-            + bucket_length(max(len(e.passage) for e in pairs))
-            + bucket_length(max(len(e.prompt) for e in pairs)))
-
-
-def make_batches(pairs: Sequence[EncodedPair], batch_size: int,
-                 tokens_per_batch: int | None = None) -> list[list[int]]:
-    """Index batches of ``pairs``, longest first (stable): at most ``batch_size`` rows and, with
-    ``tokens_per_batch``, ``padded rows * padded length <= tokens_per_batch`` (rows pad to a
-    power of two, :func:`mrr_jax.batching.batch_bucket`); a pair alone over the budget still
-    forms a batch of one. Deterministic in ``pairs`` alone."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    if tokens_per_batch is not None and tokens_per_batch < 1:
-        raise ValueError("tokens_per_batch must be >= 1")
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i]))
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        if cur:
-            rows = len(cur) + 1
-            over = rows > batch_size or (
-                tokens_per_batch is not None
-                and batch_bucket(rows, batch_size) * padded_length(
-                    [pairs[j] for j in (*cur, i)]) > tokens_per_batch)
-            if over:
-                batches.append(cur)
-                cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def batch_shape(pairs: Sequence[EncodedPair], batch_size: int) -> tuple[int, int, int, int]:
-    """The compiled shape a batch runs at: (rows, query slots, passage slots, prompt slots)."""
-    return (batch_bucket(len(pairs), batch_size),
-            bucket_length(max(len(e.query) for e in pairs)),
-            bucket_length(max(len(e.passage) for e in pairs)),
-            bucket_length(max(len(e.prompt) for e in pairs)))
-
-
 def score_pass(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]], p: Pass,
                batch_size: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Scores of every pair at every exit of pass ``p``: [len(p.exits), n] float32."""
@@ -257,7 +212,7 @@ def score_units(rr, units: Sequence[Unit], plans: Sequence[Plan], *, batch_size:
     pairs = [(u.query, p) for u in units for p in u.passages]
     keys = [(u.qid, d) for u in units for d in u.docids]
     encoded = rr.encode(pairs, max_length, query_max_length) if pairs else []
-    batches = make_batches(encoded, batch_size, tokens_per_batch)
+    batches = plan_batches(encoded, batch_size, tokens_per_batch)
     runs: list[Run] = [{} for _ in plans]
     for p in group_plans(plans):
         scores = score_pass(rr, encoded, batches, p, batch_size, on_batch)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from mrr_jax import Plan, Reranker, score
-from mrr_jax.batching import batch_bucket
+from mrr_jax.batching import batch_bucket, padded_width, plan_batches
 from mrr_jax.data import beir, trec
-from mrr_jax.score import group_plans, make_batches, padded_length
+from mrr_jax.score import group_plans
 from mrr_jax.template import EncodedPair
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,16 +229,16 @@ def test_token_budget_batches():
         return EncodedPair(tuple(range(q)), tuple(range(p)), (1, 2, 3))
 
     pairs = [pair(5 + i % 7, 20 + 13 * i % 150) for i in range(60)]
-    batches = make_batches(pairs, batch_size=16, tokens_per_batch=1024)
+    batches = plan_batches(pairs, batch_size=16, tokens_per_batch=1024)
     assert sorted(i for b in batches for i in b) == list(range(60))
     for b in batches:
         rows = [pairs[i] for i in b]
         assert len(b) <= 16
-        assert len(b) == 1 or batch_bucket(len(b), 16) * padded_length(rows) <= 1024
-    assert batches == make_batches(pairs, batch_size=16, tokens_per_batch=1024)
+        assert len(b) == 1 or batch_bucket(len(b), 16) * padded_width(rows) <= 1024
+    assert batches == plan_batches(pairs, batch_size=16, tokens_per_batch=1024)
     lengths = [len(pairs[i]) for b in batches for i in b]
     assert lengths == sorted(lengths, reverse=True)
-    assert [len(b) for b in make_batches(pairs, 16)] == [16, 16, 16, 12]
+    assert [len(b) for b in plan_batches(pairs, 16)] == [16, 16, 16, 12]
 
 
 def test_plan_filenames_are_distinct():
