@@ -27,11 +27,13 @@ from mrr_jax.data.errors import (
     Skipped,
     check_on_empty,
     report_skipped,
+    skip_or_raise,
 )
 from mrr_jax.data.fileio import (
     PathLike,
     atomic_write,
     check_id,
+    check_unique,
     dumps,
     get_id,
     get_str,
@@ -39,7 +41,7 @@ from mrr_jax.data.fileio import (
     iter_lines,
     to_int,
 )
-from mrr_jax.data.records import Doc, Qrels, Queries
+from mrr_jax.data.records import Doc, Qrels, Queries, qrels_from
 from mrr_jax.data.trec import qid_key
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -56,13 +58,11 @@ def iter_corpus(path: PathLike, *, on_empty: OnEmpty = "error",
         docid = get_id(obj, "_id", path, line)
         text = get_str(obj, "text", path, line)
         title = get_str(obj, "title", path, line, required=False) or ""
-        _check_unique(seen, docid, path, line, "_id")
+        check_unique(seen, docid, path, line, "_id")
         doc = Doc(docid=docid, text=text, title=title)
         if doc.is_empty:
-            if on_empty == "error":
-                raise DataError("empty document (title and text are blank)",
-                                path=path, line=line, field="text")
-            skipped.add("empty document", path, line)
+            skip_or_raise(on_empty, skipped, "empty document (title and text are blank)", path,
+                          line, "text", reason="empty document")
             continue
         yield doc
     report_skipped(skipped, before, str(path))
@@ -84,11 +84,9 @@ def iter_queries(path: PathLike, *, on_empty: OnEmpty = "error",
     for line, obj in iter_json_objects(path):
         qid = get_id(obj, "_id", path, line)
         text = get_str(obj, "text", path, line)
-        _check_unique(seen, qid, path, line, "_id")
+        check_unique(seen, qid, path, line, "_id")
         if not text.strip():
-            if on_empty == "error":
-                raise DataError("empty query", path=path, line=line, field="text")
-            skipped.add("empty query", path, line)
+            skip_or_raise(on_empty, skipped, "empty query", path, line, "text")
             continue
         yield qid, text
     report_skipped(skipped, before, str(path))
@@ -125,10 +123,7 @@ def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
 
 def load_qrels(path: PathLike) -> Qrels:
     """Read a BEIR qrels TSV into ``{qid: {docid: relevance}}``."""
-    qrels: Qrels = {}
-    for qid, docid, rel in iter_qrels(path):
-        qrels.setdefault(qid, {})[docid] = rel
-    return qrels
+    return qrels_from(iter_qrels(path))
 
 
 def load_split(folder: PathLike, split: str, *, on_empty: OnEmpty = "error",
@@ -205,9 +200,3 @@ def write_qrels(path: PathLike, qrels: Mapping[str, Mapping[str, int]]) -> int:
                 n += 1
     return n
 
-
-def _check_unique(seen: dict[str, int], key: str, path: PathLike, line: int, field: str) -> None:
-    first = seen.setdefault(key, line)
-    if first != line:
-        raise DataError(f"duplicate id {key!r} (first at line {first})",
-                        path=path, line=line, field=field)

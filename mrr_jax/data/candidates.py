@@ -18,11 +18,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrr_jax.data.errors import DataError, OnEmpty, Skipped, check_on_empty, report_skipped
+from mrr_jax.data.errors import (
+    DataError,
+    OnEmpty,
+    Skipped,
+    check_on_empty,
+    report_skipped,
+    skip_or_raise,
+)
 from mrr_jax.data.fileio import (
     PathLike,
     atomic_write,
     check_id,
+    check_unique,
     dumps,
     get_id,
     get_str,
@@ -61,10 +69,7 @@ def iter_candidates(path: PathLike, *, on_empty: OnEmpty = "error",
     for line, obj in iter_json_objects(path):
         qid = get_id(obj, "qid", path, line)
         query = get_str(obj, "query", path, line)
-        first = seen.setdefault(qid, line)
-        if first != line:
-            raise DataError(f"duplicate qid {qid!r} (first at line {first})",
-                            path=path, line=line, field="qid")
+        check_unique(seen, qid, path, line, "qid", what="qid")
         if "candidates" not in obj:
             raise DataError("missing field", path=path, line=line, field="candidates")
         raw = obj["candidates"]
@@ -73,9 +78,7 @@ def iter_candidates(path: PathLike, *, on_empty: OnEmpty = "error",
                             path=path, line=line, field="candidates")
         cands = list(_parse_candidates(raw, path, line, on_empty, skipped))
         if not query.strip():
-            if on_empty == "error":
-                raise DataError("empty query", path=path, line=line, field="query")
-            skipped.add("empty query", path, line)
+            skip_or_raise(on_empty, skipped, "empty query", path, line, "query")
             continue
         yield CandidateQuery(qid=qid, query=query, candidates=cands)
     report_skipped(skipped, before, str(path))
@@ -99,9 +102,8 @@ def _parse_candidates(raw: list[Any], path: PathLike, line: int, on_empty: OnEmp
         if score is not None:
             score = to_float(score, path=path, line=line, field=where + "score")
         if text is not None and not text.strip():
-            if on_empty == "error":
-                raise DataError("empty document", path=path, line=line, field=where + "text")
-            skipped.add("empty candidate text", path, line)
+            skip_or_raise(on_empty, skipped, "empty document", path, line, where + "text",
+                          reason="empty candidate text")
             continue
         yield Candidate(docid=docid, text=text, score=score)
 

@@ -82,6 +82,16 @@ def report_skipped(skipped: Skipped, before: int, what: str) -> None:
                     "; ".join(skipped.examples))
 
 
+def skip_or_raise(on_empty: OnEmpty, skipped: Skipped, message: str,
+                  path: str | os.PathLike[str] | None, line: int | None, field: str,
+                  reason: str | None = None) -> None:
+    """An empty record: raise ``DataError(message)`` (``on_empty="error"``) or count it in
+    ``skipped`` under ``reason`` (default: ``message``)."""
+    if on_empty == "error":
+        raise DataError(message, path=path, line=line, field=field)
+    skipped.add(reason or message, path, line)
+
+
 def check_on_empty(on_empty: str) -> None:
     """Reject an ``on_empty`` value other than ``"error"`` or ``"skip"``."""
     if on_empty not in ("error", "skip"):

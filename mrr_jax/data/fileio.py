@@ -80,6 +80,16 @@ def check_id(value: str, *, path: PathLike | None, line: int | None, field: str)
         raise DataError(f"id {value!r} contains whitespace", path=path, line=line, field=field)
 
 
+def check_unique(seen: dict[str, int], key: str, path: PathLike, line: int, field: str,
+                 what: str = "id") -> None:
+    """Record ``key`` as first seen at ``line``; a second sighting is a ``DataError`` naming
+    both lines."""
+    first = seen.setdefault(key, line)
+    if first != line:
+        raise DataError(f"duplicate {what} {key!r} (first at line {first})",
+                        path=path, line=line, field=field)
+
+
 def get_str(obj: dict[str, Any], key: str, path: PathLike, line: int, *, required: bool = True,
             where: str = "") -> str | None:
     """``obj[key]`` as a string; ``None`` if absent and not ``required``."""

@@ -17,7 +17,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrr_jax.data.errors import DataError, OnEmpty, Skipped, check_on_empty, report_skipped
+from mrr_jax.data.errors import (
+    DataError,
+    OnEmpty,
+    Skipped,
+    check_on_empty,
+    report_skipped,
+    skip_or_raise,
+)
 from mrr_jax.data.fileio import PathLike, atomic_write, dumps, get_str, iter_json_objects, to_float
 
 
@@ -99,9 +106,7 @@ def iter_flag(path: PathLike, *, on_empty: OnEmpty = "error",
         try:
             yield _parse(obj, path, line)
         except _Empty as e:
-            if on_empty == "error":
-                raise DataError("empty text", path=path, line=line, field=e.field) from None
-            skipped.add("empty text", path, line)
+            skip_or_raise(on_empty, skipped, "empty text", path, line, e.field)
     report_skipped(skipped, before, str(path))
 
 

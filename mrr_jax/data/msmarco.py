@@ -15,8 +15,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from mrr_jax.data import trec
-from mrr_jax.data.errors import DataError, OnEmpty, Skipped, check_on_empty, report_skipped
-from mrr_jax.data.fileio import PathLike, atomic_write, check_id, iter_lines, one_line
+from mrr_jax.data.errors import (
+    DataError,
+    OnEmpty,
+    Skipped,
+    check_on_empty,
+    report_skipped,
+    skip_or_raise,
+)
+from mrr_jax.data.fileio import (
+    PathLike,
+    atomic_write,
+    check_id,
+    check_unique,
+    iter_lines,
+    one_line,
+)
 from mrr_jax.data.records import Doc, Qrels, Queries
 
 
@@ -35,14 +49,9 @@ def _iter_pairs(path: PathLike, id_name: str, text_name: str, on_empty: OnEmpty,
                             f"got {len(cols)}", path=path, line=line, field="columns")
         key, body = cols[0].strip(), cols[1]
         check_id(key, path=path, line=line, field=id_name)
-        first = seen.setdefault(key, line)
-        if first != line:
-            raise DataError(f"duplicate id {key!r} (first at line {first})",
-                            path=path, line=line, field=id_name)
+        check_unique(seen, key, path, line, id_name)
         if not body.strip():
-            if on_empty == "error":
-                raise DataError(empty_reason, path=path, line=line, field=text_name)
-            skipped.add(empty_reason, path, line)
+            skip_or_raise(on_empty, skipped, empty_reason, path, line, text_name)
             continue
         yield key, body
     report_skipped(skipped, before, str(path))

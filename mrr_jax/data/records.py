@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 Run = dict[str, dict[str, float]]
@@ -40,3 +41,11 @@ class Doc:
     def is_empty(self) -> bool:
         """True when title and text are both blank."""
         return not self.text.strip() and not self.title.strip()
+
+
+def qrels_from(triples: Iterable[tuple[str, str, int]]) -> Qrels:
+    """``{qid: {docid: relevance}}`` from (qid, docid, relevance) triples."""
+    qrels: Qrels = {}
+    for qid, docid, rel in triples:
+        qrels.setdefault(qid, {})[docid] = rel
+    return qrels

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike, atomic_write, check_id, iter_lines, to_float, to_int
-from mrr_jax.data.records import Qrels, Run
+from mrr_jax.data.records import Qrels, Run, qrels_from
 
 RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
 QRELS_COLUMNS = ("qid", "iteration", "docid", "relevance")
@@ -84,10 +84,7 @@ def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
 
 def load_qrels(path: PathLike) -> Qrels:
     """Read a TREC qrels file into ``{qid: {docid: relevance}}``."""
-    qrels: Qrels = {}
-    for qid, docid, rel in iter_qrels(path):
-        qrels.setdefault(qid, {})[docid] = rel
-    return qrels
+    return qrels_from(iter_qrels(path))
 
 
 def qid_key(qid: str) -> tuple[int, int, str]:
