@@ -56,3 +56,36 @@ def select(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: int):
 
 
 COMPRESSORS = {"merge": merge, "select": select}
+
+
+def merge_masked(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: jax.Array):
+    """``merge`` with a traced ``ratio`` and no change of shape: group g's weighted mean goes to
+    slot g; slots >= ceil(p_len / ratio) are zero (the caller marks them as padding)."""
+    b, p, d = xp.shape
+    j = jnp.arange(p)
+    w = jnp.where(j[None, :] < p_len[:, None], w, 0.0)
+    member = (j[None, :] // ratio == j[:, None]).astype(jnp.float32)  # [G=P, P]
+    wg = member[None] * w[:, None, :]  # [B, G, P]
+    den = wg.sum(-1, keepdims=True)
+    wn = jnp.where(den > 0, wg / jnp.where(den > 0, den, 1.0), 0.0)
+    out = jnp.einsum("BGP,BPD->BGD", wn, xp.astype(jnp.float32))
+    return out.astype(xp.dtype), new_length(p_len, ratio)
+
+
+def select_masked(xp: jax.Array, w: jax.Array, p_len: jax.Array, ratio: jax.Array):
+    """``select`` with a traced ``ratio`` and no change of shape (slots past the kept tokens
+    are zero)."""
+    b, p, _ = xp.shape
+    j = jnp.arange(p)[None, :]
+    real = j < p_len[:, None]
+    keep_n = new_length(p_len, ratio)
+    order = jnp.argsort(jnp.where(real, -w, jnp.inf), axis=-1, stable=True)
+    rank = jnp.argsort(order, axis=-1)
+    keep = real & (rank < keep_n[:, None])
+    idx = jnp.argsort(jnp.where(keep, j, p + j), axis=-1)
+    out = jnp.take_along_axis(xp, idx[..., None], axis=1)
+    out = jnp.where((j < keep_n[:, None])[..., None], out, 0)
+    return out, keep_n
+
+
+MASKED = {"merge": merge_masked, "select": select_masked}

@@ -26,12 +26,16 @@ logits run in float32 whatever the compute dtype.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mrr_jax import lora as lora_lib
 from mrr_jax.config import ModelConfig
+from mrr_jax.lora import Adapter
 
 Params = dict
 _NEG = float(np.finfo(np.float32).min)
@@ -94,23 +98,43 @@ def attention_masks(positions: jax.Array, valid: jax.Array, cfg: ModelConfig):
     return full, full & (pq - pk < cfg.sliding_window)
 
 
-def _proj(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: str) -> jax.Array:
-    y = jnp.einsum(spec, x, w.astype(x.dtype))
-    return y if b is None else y + b.astype(x.dtype)
+class LayerLora(NamedTuple):
+    """The adapters of one layer: per adapter its layer slice ({target: {a, b}}), scale and
+    dropout rate, plus a dropout key for this layer (None: no dropout)."""
+
+    weights: tuple[Params, ...]
+    scales: tuple[float, ...]
+    rates: tuple[float, ...]
+    key: jax.Array | None = None
+
+
+def _proj(x: jax.Array, lp: Params, name: str, spec: str, lora: LayerLora | None) -> jax.Array:
+    """``einsum(spec, x, W_name) + bias`` plus each adapter's low-rank delta."""
+    y = jnp.einsum(spec, x, lp[name].astype(x.dtype))
+    if (b := lp.get(name + "_bias")) is not None:
+        y = y + b.astype(x.dtype)
+    if lora is not None:
+        for n, (w, scale, rate) in enumerate(zip(lora.weights, lora.scales, lora.rates)):
+            if name in w:
+                key = None
+                if lora.key is not None:
+                    key = jax.random.fold_in(lora.key, n * 16 + lora_lib.TARGETS.index(name))
+                y = y + lora_lib.delta(x, w[name]["a"], w[name]["b"], spec, scale, rate, key)
+    return y
 
 
 def attention(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-              cfg: ModelConfig, probe: jax.Array | None = None):
-    """Self-attention of one layer.
+              cfg: ModelConfig, probe: jax.Array | None = None, lora: LayerLora | None = None):
+    """Self-attention of one layer (``lora``: adapters applied to q, k, v, o).
 
     x [B, T, D], cos/sin [B, T, H], mask [B, T, S=T] bool. Returns (out [B, T, D], importance):
     importance [B, S] (float32) is the attention paid by query row ``probe`` [B] to each key,
     summed over heads (None when ``probe`` is None)."""
     b, t, _ = x.shape
     k_heads, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
-    q = _proj(x, lp["q"], lp.get("q_bias"), "BTD,DNH->BTNH")
-    k = _proj(x, lp["k"], lp.get("k_bias"), "BSD,DKH->BSKH")
-    v = _proj(x, lp["v"], lp.get("v_bias"), "BSD,DKH->BSKH")
+    q = _proj(x, lp, "q", "BTD,DNH->BTNH", lora)
+    k = _proj(x, lp, "k", "BSD,DKH->BSKH", lora)
+    v = _proj(x, lp, "v", "BSD,DKH->BSKH", lora)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     q = q.reshape(b, t, k_heads, g, cfg.head_dim)
     logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
@@ -121,7 +145,7 @@ def attention(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: ja
     probs = jax.nn.softmax(logits, axis=-1)
     out = jnp.einsum("BKGTS,BSKH->BTKGH", probs.astype(v.dtype), v)
     out = out.reshape(b, t, cfg.num_heads, cfg.head_dim)
-    out = _proj(out, lp["o"], lp.get("o_bias"), "BTNH,NHD->BTD")
+    out = _proj(out, lp, "o", "BTNH,NHD->BTD", lora)
     importance = None
     if probe is not None:
         rows = jnp.take_along_axis(probs, probe[:, None, None, None, None], axis=3)  # [B,K,G,1,S]
@@ -139,22 +163,24 @@ def _activation(name: str):
     raise ValueError(f"unsupported hidden activation {name!r}")
 
 
-def mlp(lp: Params, x: jax.Array, cfg: ModelConfig) -> jax.Array:
+def mlp(lp: Params, x: jax.Array, cfg: ModelConfig, lora: LayerLora | None = None) -> jax.Array:
     """Gated MLP: down(act(gate(x)) * up(x)); x [B, T, D]."""
     act = _activation(cfg.hidden_act)
-    gate = _proj(x, lp["gate"], lp.get("gate_bias"), "BTD,DF->BTF")
-    up = _proj(x, lp["up"], lp.get("up_bias"), "BTD,DF->BTF")
-    return _proj(act(gate) * up, lp["down"], lp.get("down_bias"), "BTF,FD->BTD")
+    gate = _proj(x, lp, "gate", "BTD,DF->BTF", lora)
+    up = _proj(x, lp, "up", "BTD,DF->BTF", lora)
+    return _proj(act(gate) * up, lp, "down", "BTF,FD->BTD", lora)
 
 
 def decoder_layer(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-                  cfg: ModelConfig, probe: jax.Array | None = None):
+                  cfg: ModelConfig, probe: jax.Array | None = None,
+                  lora: LayerLora | None = None):
     """One pre-norm decoder layer (Gemma2 adds post-norms). Returns (x [B,T,D], importance)."""
-    a, importance = attention(lp, rms_norm(x, lp["attn_norm"], cfg), cos, sin, mask, cfg, probe)
+    a, importance = attention(lp, rms_norm(x, lp["attn_norm"], cfg), cos, sin, mask, cfg, probe,
+                              lora)
     if cfg.post_norms:
         a = rms_norm(a, lp["post_attn_norm"], cfg)
     x = x + a
-    m = mlp(lp, rms_norm(x, lp["mlp_norm"], cfg), cfg)
+    m = mlp(lp, rms_norm(x, lp["mlp_norm"], cfg), cfg, lora)
     if cfg.post_norms:
         m = rms_norm(m, lp["post_mlp_norm"], cfg)
     return x + m, importance
@@ -170,8 +196,13 @@ def embed(params: Params, input_ids: jax.Array, cfg: ModelConfig, dtype) -> jax.
 
 def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Array,
                cfg: ModelConfig, start: int, stop: int, *, gather: jax.Array | None = None,
-               probe: jax.Array | None = None, keep_hidden: bool = False):
+               probe: jax.Array | None = None, keep_hidden: bool = False,
+               adapters: Sequence[Adapter] = (), rng: jax.Array | None = None,
+               remat: bool = False):
     """Runs decoder layers ``start..stop-1`` as one ``lax.scan`` over the stacked weights.
+
+    ``adapters``: LoRA trees added to the layer weights at run time (``mrr_jax.lora``); ``rng``
+    turns on their dropout (training); ``remat`` recomputes each layer in the backward pass.
 
     x [B, T, D]; positions [B, T] int; valid [B, T] bool. Per layer it can record
     ``x[b, gather[b]]`` (gather [B] -> [stop-start, B, D]), the importance row of ``probe`` [B]
@@ -184,8 +215,15 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
 
     def body(h, i):
         lp = jax.tree.map(lambda w: w[i], layers)
+        lora = None
+        if adapters:
+            lora = LayerLora(tuple(jax.tree.map(lambda w: w[i], ad.params.get("layers", {}))
+                                   for ad in adapters),
+                             tuple(ad.scale for ad in adapters),
+                             tuple(ad.dropout for ad in adapters),
+                             None if rng is None else jax.random.fold_in(rng, i))
         mask = full if sliding is None else jnp.where(flags[i], sliding, full)
-        h, importance = decoder_layer(lp, h, cos, sin, mask, cfg, probe)
+        h, importance = decoder_layer(lp, h, cos, sin, mask, cfg, probe, lora)
         rec = {}
         if gather is not None:
             rec["gathered"] = jnp.take_along_axis(h, gather[:, None, None], axis=1)[:, 0]
@@ -197,6 +235,8 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
 
     if stop <= start:
         return x, {}
+    if remat:
+        body = jax.checkpoint(body)
     return jax.lax.scan(body, x, jnp.arange(start, stop))
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from mrr_jax import compress as compress_lib
 from mrr_jax.config import ModelConfig
+from mrr_jax.lora import Adapter, head_scores
 from mrr_jax.model import Params, embed, rms_norm, run_layers
 from mrr_jax.plan import Plan
 
@@ -62,16 +63,17 @@ def compress_step(x: jax.Array, w: jax.Array, p_len: jax.Array, qb: int, pb: int
                                              "dtype", "return_aux"))
 def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax.Array,
                   r_ids: jax.Array, q_len: jax.Array, p_len: jax.Array, r_len: jax.Array,
-                  padded_length: jax.Array, *, cfg: ModelConfig, plan: Plan,
-                  exits: tuple[int, ...], start_layer: int, compat: bool = False,
-                  dtype=jnp.float32, return_aux: bool = False):
+                  padded_length: jax.Array, adapters: tuple[Adapter, ...] = (), *,
+                  cfg: ModelConfig, plan: Plan, exits: tuple[int, ...], start_layer: int,
+                  compat: bool = False, dtype=jnp.float32, return_aux: bool = False):
     """Scores of one batch at each exit of a resolved plan.
 
     q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] int32: the query segment (bos .. first "\\n"),
     passage segment ("B: " + passage) and prompt segment ("\\n" + prompt), left-aligned;
     q_len, p_len, r_len [B] int32: their real lengths (r_len >= 1). padded_length [] int32:
     the batch's padded length in the authors' code (compat only; else ignored).
-    heads [E_all, D]: exit heads indexed by layer - start_layer.
+    heads [E_all, D]: exit heads indexed by layer - start_layer. ``adapters``: LoRA trees
+    applied at run time (their deltas add; ``mrr_jax.lora``).
     Returns scores [E, B] float32 for ``exits`` (sorted, within start_layer..depth). With
     ``return_aux`` also a dict: ``features`` [E, B, D] (the final-normed states scored),
     ``lengths`` [C, B] (each row's sequence length after each of the C compressions) and, with
@@ -102,7 +104,7 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
             probe = jnp.where(fills, score_idx, x.shape[1] - 1)
         need_importance = stop in ratios
         x, rec = run_layers(params, x, positions, valid, cfg, start, stop, gather=score_idx,
-                            probe=probe if need_importance else None)
+                            probe=probe if need_importance else None, adapters=adapters)
         gathered.append(rec["gathered"])
         if need_importance:
             w = rec["importance"][-1][:, qb:qb + pb]
@@ -118,11 +120,51 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     h = jnp.concatenate(gathered, axis=0)  # [depth, B, D]: h_k at the scoring token
     layer_idx = jnp.asarray(exits) - 1
     feats = rms_norm(h[layer_idx], params["final_norm"], cfg)  # [E, B, D]
-    w_heads = heads[jnp.asarray(exits) - start_layer].astype(jnp.float32)
-    scores = jnp.einsum("EBD,ED->EB", feats.astype(jnp.float32), w_heads)
+    scores = head_scores(feats, heads, adapters, jnp.asarray(exits) - start_layer)
     if not return_aux:
         return scores
     def stack(v):
         return jnp.stack(v) if v else jnp.zeros((0,), jnp.int32)
 
     return scores, {"features": feats, "lengths": stack(lengths), "padded_lengths": stack(padded)}
+
+
+def score_masked(params: Params, heads: jax.Array, adapters: tuple[Adapter, ...],
+                 q_ids: jax.Array, p_ids: jax.Array, r_ids: jax.Array, q_len: jax.Array,
+                 p_len: jax.Array, r_len: jax.Array, ratio: jax.Array, compress_at: jax.Array,
+                 *, cfg: ModelConfig, candidates: tuple[int, ...], exits: tuple[int, ...],
+                 start_layer: int, mode: str = "merge", rng: jax.Array | None = None,
+                 remat: bool = False, dtype=jnp.float32) -> jax.Array:
+    """The training forward: scores [E, B] of the sub-model (``ratio``, ``compress_at``), with
+    shapes that do not depend on which sub-model was sampled, so one program serves them all.
+
+    ratio [] int32 (1: no compression) and compress_at [C] bool (compress before layer
+    ``candidates[c]``) are traced. The passage region keeps its Pb slots: after a compression
+    the kept (merged) tokens fill the first ceil(p/ratio) slots and the rest become padding,
+    which attention never sees -- the same numbers as ``score_forward``'s shrinking layout
+    (tested), at full-width cost. ``rng`` turns on adapter dropout. Other arguments as
+    ``score_forward``; exits run up to ``max(exits)``."""
+    qb, pb, rb = q_ids.shape[1], p_ids.shape[1], r_ids.shape[1]
+    x = embed(params, jnp.concatenate([q_ids, p_ids, r_ids], axis=1), cfg, dtype)
+    depth = max(exits)
+    score_idx = qb + pb + r_len - 1
+    bounds = [c for c in candidates if c < depth] + [depth]
+    gathered, start = [], 0
+    for c, stop in enumerate(bounds):
+        positions, valid = _layout(q_len, p_len, r_len, qb, pb, rb, None)
+        last = stop == depth
+        x, rec = run_layers(params, x, positions, valid, cfg, start, stop, gather=score_idx,
+                            probe=None if last else score_idx, adapters=adapters, rng=rng,
+                            remat=remat)
+        gathered.append(rec["gathered"])
+        if not last:
+            w = rec["importance"][-1][:, qb:qb + pb]
+            xp, new_len = compress_lib.MASKED[mode](x[:, qb:qb + pb], w, p_len, ratio)
+            do = compress_at[c] & (ratio > 1)
+            x = x.at[:, qb:qb + pb].set(jnp.where(do, xp, x[:, qb:qb + pb]))
+            p_len = jnp.where(do, new_len, p_len)
+        start = stop
+    h = jnp.concatenate(gathered, axis=0)  # [depth, B, D]
+    feats = rms_norm(h[jnp.asarray(exits) - 1], params["final_norm"], cfg)
+    key = None if rng is None else jax.random.fold_in(rng, cfg.num_layers)
+    return head_scores(feats, heads, adapters, jnp.asarray(exits) - start_layer, key)
