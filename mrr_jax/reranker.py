@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mrr_jax import batching, compile_cache
+from mrr_jax.checkpoint.adapters import load_adapter, read_adapter
 from mrr_jax.checkpoint.hf import assemble_params, load_hf_dir
 from mrr_jax.config import ModelConfig
+from mrr_jax.lora import Adapter, fold
 from mrr_jax.model import Params, lm_head_weight
 from mrr_jax.plan import Plan
 from mrr_jax.scoring import score_forward
@@ -28,6 +31,22 @@ def init_heads(params: Params, yes_token_id: int, num_exits: int) -> np.ndarray:
     return np.tile(row[None], (num_exits, 1))
 
 
+@dataclasses.dataclass(frozen=True)
+class PlanAdapter:
+    """A loaded adapter and the plans it serves: ``role`` stage1 | vertical (every plan) or
+    horizontal (plans compressing with ``ratio``)."""
+
+    adapter: Adapter
+    role: str = "stage1"
+    ratio: int | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: ModelConfig, start_layer: int) -> PlanAdapter:
+        _, meta = read_adapter(path)
+        return cls(load_adapter(path, cfg, start_layer), meta.get("role", "stage1"),
+                   meta.get("ratio"))
+
+
 class Reranker:
     """A Matryoshka re-ranker: a decoder backbone plus one linear exit head per layer
     ``start_layer..L``. Exit k scores ``head_k(final_norm(h_k))`` at the last prompt token.
@@ -41,7 +60,7 @@ class Reranker:
     def __init__(self, cfg: ModelConfig, params: Params, heads: np.ndarray, *,
                  tokenizer=None, bos_token_id: int | None = None, start_layer: int = 4,
                  prompt: str = DEFAULT_PROMPT, compat: str = "default",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", adapters: Sequence[PlanAdapter] = ()) -> None:
         if compat not in COMPAT:
             raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
         if dtype not in DTYPES:
@@ -64,17 +83,38 @@ class Reranker:
         self.bos_token_id = bos_token_id if bos_token_id is not None else cfg.bos_token_id
         self.prompt = prompt
         self.last_truncated = 0  # pairs cut by the last compute_score call
+        self.adapters = tuple(adapters)
+
+    def adapters_for(self, plan: Plan) -> tuple[Adapter, ...]:
+        """The adapters a plan runs with: every ``stage1`` and ``vertical`` adapter, and a
+        ``horizontal`` adapter when the plan compresses with its ratio (DESIGN: base + stage-1 +
+        V + H(ratio); with several ratios in one plan their H adapters add)."""
+        ratios = {r for _, r in plan.compress}
+        return tuple(pa.adapter for pa in self.adapters
+                     if pa.role != "horizontal" or pa.ratio in ratios)
+
+    def folded(self, plan: Plan | str | None = None) -> Reranker:
+        """A copy with the plan's adapters folded into the weights (serving one fixed plan
+        without run-time adapter matmuls)."""
+        plan = Plan.parse(plan) if isinstance(plan, str) else (plan or Plan())
+        params, heads = fold(self.params, self.heads, self.adapters_for(plan))
+        out = object.__new__(Reranker)
+        out.__dict__.update(self.__dict__, params=params, heads=heads, adapters=())
+        return out
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: str = "float32",
                         compat: str = "default", start_layer: int = 4,
                         prompt: str = DEFAULT_PROMPT, yes_token: str = "Yes",
-                        yes_token_id: int | None = None) -> Reranker:
-        """Loads a Hugging Face model directory or a ``.gguf`` file.
+                        yes_token_id: int | None = None,
+                        adapters: Sequence[str | Path] = ()) -> Reranker:
+        """Loads a Hugging Face model directory or a ``.gguf`` file, plus saved adapters.
 
         The exit heads are initialised from the LM-head row of ``yes_token`` (or of
-        ``yes_token_id``, which lets a model without a tokenizer load)."""
+        ``yes_token_id``, which lets a model without a tokenizer load). ``adapters``: folders
+        written by training (``<workdir>/adapters/<role>``); each is checked against the model
+        and applied per plan (see ``adapters_for``)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model directory or file")
@@ -102,8 +142,10 @@ class Reranker:
                                  "tokenizer; pass yes_token_id= to choose the head's row")
             yes_token_id = ids[0]
         heads = init_heads(params, yes_token_id, cfg.num_layers - start_layer + 1)
+        loaded = [PlanAdapter.load(a, cfg, start_layer) for a in adapters]
         return cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
-                   start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype)
+                   start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype,
+                   adapters=loaded)
 
     # ------------------------------------------------------------------ scoring
     def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:
@@ -133,8 +175,8 @@ class Reranker:
             arrays = batching.pack(rows, batching.batch_bucket(len(rows), batch_size))
             out = score_forward(
                 self.params, self.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
-                cfg=self.cfg, plan=plan, exits=run_exits, start_layer=self.start_layer,
-                compat=self.compat == "reference", dtype=self.dtype,
+                adapters=self.adapters_for(plan), cfg=self.cfg, plan=plan, exits=run_exits,
+                start_layer=self.start_layer, compat=self.compat == "reference", dtype=self.dtype,
                 return_aux=return_features)
             if return_features:
                 out, aux = out

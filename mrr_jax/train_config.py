@@ -1,0 +1,88 @@
+"""Every training setting, with its default and meaning, in one place.
+
+``configs/<name>.py`` start from :func:`default_config` and change what they need (big_vision
+style); ``--config.key=value`` on the command line changes one more, and a key that is not here
+is an error. Stages (METHOD.md §5-6):
+
+- ``stage1``: cascaded self-distillation over sampled sub-models; trains the ``stage1`` adapter.
+- ``vertical``: V-LoRA on top of the folded ``init_adapters`` (stage 1), CE only, ratio 1.
+- ``horizontal``: one H-LoRA per ratio in ``compress.ratios`` (each run of the reference
+  trains one; here one run may train several, each only on steps that drew its ratio).
+- ``joint``: V and every H(r) trained together, as the paper describes: a step that draws ratio
+  r trains V + H(r) (ratio 1: V alone).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+STAGES = ("stage1", "vertical", "horizontal", "joint")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.stage = "stage1"
+    c.seed = 42
+
+    c.model = ml_collections.ConfigDict()
+    c.model.path = "smollm2"  # HF dir, .gguf, "smollm2" (the packaged model) or "random"
+    c.model.start_layer = 4
+    c.model.yes_token = "Yes"
+    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16
+    # Only for path="random": a random Llama with SmolLM2's tokenizer (plumbing, tests).
+    c.model.random = ml_collections.ConfigDict(dict(
+        num_layers=6, hidden_size=32, intermediate_size=64, num_heads=4, num_kv_heads=2,
+        head_dim=8))
+    # Adapters folded into the frozen base before training (stage 2: the stage-1 adapter).
+    c.model.init_adapters = ()
+
+    c.data = ml_collections.ConfigDict()
+    c.data.train = "example:train"  # FlagEmbedding JSONL path(s), comma-separated, or example:
+    c.data.dev = "example:dev"
+    c.data.group_size = 16  # 1 positive + 15 negatives
+    c.data.queries_per_step = 4  # queries per micro-batch, all processes together
+    c.data.accum = 1  # micro-batches per optimizer step
+    c.data.query_max_len = 32
+    c.data.passage_max_len = 192
+    c.data.passage_buckets = ()  # passage region sizes; () = one, passage_max_len
+
+    c.lora = ml_collections.ConfigDict(dict(
+        rank=32, alpha=64.0, dropout=0.1,
+        targets=("q", "k", "v", "o", "gate", "up", "down", "heads")))
+
+    c.compress = ml_collections.ConfigDict()
+    c.compress.ratios = (1, 2, 4, 8)  # drawn uniformly per step
+    c.compress.layers = ()  # candidate layers; () = every 4th from 4 below num_layers
+    c.compress.prob = 0.5  # each candidate layer compresses with this probability
+    c.compress.mode = "merge"
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.exits = "all"  # "all" (Matryoshka) or "last" (fine-tune the last exit only)
+    c.loss.anchor_every = 8  # anchors: every 8th layer and the last
+    c.loss.teacher = "anchors"  # anchors | final | next
+    c.loss.temperature = 1.0
+    c.loss.ce = 1.0
+    c.loss.external = 1.0  # soft CE to the data's teacher scores, where present
+    c.loss.self = 1.0  # cascaded self-distillation (0 for stage 2: CE only)
+
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=2e-4, warmup_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip=1.0))
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 0  # optimizer steps; 0 = epochs x steps per epoch
+    c.train.epochs = 1
+    c.train.log_every = 1
+    c.train.eval_every = 0  # 0 = only at the start and the end
+    c.train.save_every = 50
+    c.train.keep = 2  # checkpoints kept
+    c.train.remat = False
+    c.train.progress = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.plans = ("full",)
+    c.eval.max_queries = 64
+    c.eval.group_size = 16
+    c.eval.batch_size = 32
+    return c
