@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,14 @@ class PlanAdapter:
 
     @classmethod
     def load(cls, path: str | Path, cfg: ModelConfig, start_layer: int) -> PlanAdapter:
+        """Our adapter folder (role and ratio from its metadata) or a PEFT LoRA folder (a
+        stage-1-like adapter applied to every plan)."""
+        conf = Path(path) / "adapter_config.json"
+        if conf.is_file() and "peft_type" in json.loads(conf.read_text()):
+            from mrr_jax.checkpoint.peft import load_peft
+
+            tree, lcfg = load_peft(path, cfg, start_layer)
+            return cls(Adapter(tree, lcfg.scale, 0.0))
         _, meta = read_adapter(path)
         return cls(load_adapter(path, cfg, start_layer), meta.get("role", "stage1"),
                    meta.get("ratio"))
