@@ -312,6 +312,8 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
                      micro[0].shape[1:]) / dt, 1)})
             bar.set_postfix(loss=f"{loss:.3f}")
         bar.update(1)
+        if throttle := os.environ.get("MRR_JAX_TRAIN_THROTTLE"):  # tests: widen kill windows
+            time.sleep(float(throttle))
         if c.train.eval_every and done % c.train.eval_every == 0 and done != total:
             last_eval = run_eval(done, state["trainable"])
         if done % c.train.save_every == 0 or done == total:
