@@ -80,9 +80,9 @@ def precompile(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[in
         try:
             score_forward.lower(
                 rr.params, rr.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
-                cfg=rr.cfg, plan=plan, exits=tuple(sorted(set(exits))),
-                start_layer=rr.start_layer, compat=rr.compat == "reference", dtype=rr.dtype,
-                return_aux=False).compile()
+                adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
+                exits=tuple(sorted(set(exits))), start_layer=rr.start_layer,
+                compat=rr.compat == "reference", dtype=rr.dtype, return_aux=False).compile()
         except (TypeError, AttributeError):  # the scoring signature moved: warm up by running
             rr.score_encoded(rows, plan=plan, exits=list(exits), batch_size=batch_size)
     return time.perf_counter() - start
@@ -216,6 +216,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--query-max-length", type=int)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--compat", choices=("default", "reference"), default="default")
+    p.add_argument("--adapters", nargs="+", default=[], help="adapter folders from training "
+                   "(applied per plan: stage1/vertical always, horizontal for its ratio)")
     p.add_argument("--baseline-name", help="name of the first-stage row (default BM25 when "
                    "the file name says bm25)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -234,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mrr_jax.reranker import Reranker
 
         rr = Reranker.from_pretrained(model_path(args.model), dtype=args.dtype,
-                                      compat=args.compat)
+                                      compat=args.compat, adapters=args.adapters)
         rows = plan_grid(rr, args.data, args.split, args.first_stage, plans, args.top_k,
                          args.max_queries, args.out, batch_size=args.batch_size,
                          tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
