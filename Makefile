@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model test test-fast lint demo clean
+.PHONY: install model test test-fast lint demo ablation clean
 
 # The venv is (re)built whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -32,8 +32,13 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check mrr_jax tests configs
 
+# Train on real text (stage 1 + compensation), then re-rank under a grid of plans: out/demo/.
 demo: model
-	$(PY) -m mrr_jax.demo
+	$(PY) -m mrr_jax.demo --out out/demo
+
+# The four-way ablation of the README (reuses a finished demo's stage 1 and stage 2).
+ablation: model
+	$(PY) -m mrr_jax.ablation --out out/ablation --demo out/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,10 +3,15 @@ plans, sharded over processes or hosts, resumable, writing TREC runs.
 
 Command line (``python -m mrr_jax.score --help`` for every flag)::
 
-    python -m mrr_jax.score --model DIR|FILE.gguf|smollm2 \\
+    python -m mrr_jax.score --model DIR|FILE.gguf|smollm2 [--adapters DIR [DIR ...]] \\
         --corpus corpus.jsonl --queries queries.jsonl --run first_stage.trec \\
         [--candidates cands.jsonl] --top-k 100 --plan "depth=20 compress=8:2" [--plan ...] \\
         --out OUT [--shard i/n] [--resume] [--merge-only] [--config job.json]
+
+``--adapters``: folders written by training (``<workdir>/adapters/<role>``) or PEFT LoRA
+folders, applied per plan by role (stage-1 and vertical to every plan, horizontal H(r) to plans
+compressing with ratio r; see :meth:`mrr_jax.Reranker.adapters_for`). Their contents are part of
+the job's configuration hash, so ``--resume`` with other adapters is refused.
 
 How the work is cut, and why the output does not depend on it:
 
@@ -272,6 +277,7 @@ class JobConfig:
 
     out: str = ""
     model: str | None = None
+    adapters: list[str] = dataclasses.field(default_factory=list)
     corpus: str | None = None
     queries: str | None = None
     run: str | None = None
@@ -297,7 +303,8 @@ class JobConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> JobConfig:
-        """From flag-named keys (``top_k`` or ``top-k``; ``plans`` is an alias of ``plan``)."""
+        """From flag-named keys (``top_k`` or ``top-k``; ``plans`` is an alias of ``plan``;
+        ``plan`` and ``adapters`` also take a single string)."""
         names = {f.name for f in dataclasses.fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in values.items():
@@ -305,8 +312,10 @@ class JobConfig:
             name = "plan" if name == "plans" else name
             if name not in names:
                 raise JobError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(names))})")
-            if name == "plan" and isinstance(value, str):
+            if name in ("plan", "adapters") and isinstance(value, str):
                 value = [value]
+            if name == "adapters" and isinstance(value, tuple):  # Python configs
+                value = list(value)
             clean[name] = _typed(name, value, source)
         return cls(**clean)
 
@@ -333,14 +342,19 @@ class JobConfig:
             raise JobError(f"--on-missing must be 'error' or 'warn', got {self.on_missing!r}")
         if not self.plan:
             raise JobError("no --plan given")
+        for a in self.adapters:
+            if not Path(a).is_dir():
+                raise JobError(f"--adapters {a}: no such adapter folder")
 
     def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
-        """What the results depend on (``model``: the resolved model path; inputs
+        """What the results depend on (``model``: the resolved model path; inputs and adapters
         fingerprinted): two runs of the same job share it; the shard, --resume, --out and
-        display options are left out."""
+        display options are left out. ``adapters`` appears only when some are given, so jobs
+        without adapters keep the hash they had before the key existed."""
         return {
             "version": FORMAT_VERSION,
             "model": _fingerprint(str(model)),
+            **({"adapters": [_fingerprint(a) for a in self.adapters]} if self.adapters else {}),
             "inputs": {name: _fingerprint(getattr(self, name))
                        for name in ("corpus", "queries", "run", "candidates")
                        if getattr(self, name)},
@@ -365,7 +379,7 @@ def _typed(name: str, value: Any, source: str) -> Any:
         ok = isinstance(value, bool)
     elif name == "throttle":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif name == "plan":
+    elif name in ("plan", "adapters"):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
         ok = value is None or isinstance(value, str)
@@ -474,11 +488,13 @@ def _candidate_units(cfg: JobConfig, corpus: Mapping[str, Doc] | None) -> tuple[
 
 
 def load_model(cfg: JobConfig, path: Path | None = None):
-    """The job's :class:`~mrr_jax.Reranker` (``smollm2`` = the cached SmolLM2 directory)."""
+    """The job's :class:`~mrr_jax.Reranker` (``smollm2`` = the cached SmolLM2 directory), with
+    its ``adapters`` (applied per plan by role)."""
     from mrr_jax.reranker import Reranker
 
     path = model_path(cfg.model) if path is None else path
-    return Reranker.from_pretrained(path, dtype=cfg.dtype, compat=cfg.compat)
+    return Reranker.from_pretrained(path, dtype=cfg.dtype, compat=cfg.compat,
+                                    adapters=list(cfg.adapters))
 
 
 def model_path(model: str) -> Path:
@@ -870,6 +886,9 @@ def _parser() -> argparse.ArgumentParser:
                      "with get_config(ARG) (keys as the flags, e.g. top_k, plan); flags given "
                      "here override it")
     m = p.add_argument_group("model and plans")
+    m.add_argument("--adapters", nargs="+", action="extend", metavar="DIR",
+                   help="adapter folders (training's <workdir>/adapters/<role>, or PEFT LoRA "
+                   "folders) applied per plan by role; repeatable")
     m.add_argument("--plan", action="append", help='a plan, e.g. "depth=20 compress=8:2"; '
                    "repeat for several ('full' = the whole model, the default); the first "
                    "gives OUT/run.trec")

@@ -4,18 +4,26 @@
 ``model.safetensors.index.json``, streaming one tensor at a time into preallocated stacked
 arrays, so a checkpoint is never held twice in host memory. Pickled ``.bin`` checkpoints are
 refused: unpickling runs arbitrary code.
+
+Safetensors files are read by :class:`SafetensorsFile` (a memory map and the parsed header)
+rather than ``safetensors.safe_open(framework="numpy")``: numpy has no bfloat16, and real
+Mistral / Llama / Qwen2 / Gemma2 checkpoints are bfloat16, so tensors come out as views in their
+stored type (bfloat16 and float8 as ``ml_dtypes`` types) and are widened by the caller, one
+tensor at a time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
-from safetensors import safe_open
 
 from mrr_jax.checkpoint import keymaps
 from mrr_jax.config import ModelConfig
@@ -56,12 +64,81 @@ def safetensors_files(path: str | Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: no model.safetensors or model.safetensors.index.json")
 
 
+# safetensors dtype -> the numpy dtype its little-endian bytes are (ml_dtypes for what numpy lacks).
+ST_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16), "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "BOOL": np.dtype(np.bool_),
+}
+
+
+class SafetensorsFile:
+    """One safetensors file: its header parsed and checked at open, its tensors read on demand
+    from a read-only memory map (nothing is read until a tensor is used).
+
+    ``dtypes``: tensor name -> safetensors dtype name (``"BF16"``, ...), in file order;
+    ``metadata``: the ``__metadata__`` strings."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        if size < 8:
+            raise ValueError(f"{self.path}: not a safetensors file (too short)")
+        with open(self.path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size - 8:
+                raise ValueError(f"{self.path}: not a safetensors file (bad header)")
+            raw = f.read(n)
+        try:
+            header = json.loads(raw)
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: not a safetensors file (bad header)") from exc
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._entries = header
+        self._start = 8 + n
+        self._size = size - self._start
+        self.dtypes: dict[str, str] = {}
+        for name, info in header.items():
+            if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+                raise ValueError(f"{self.path}: not a safetensors file (bad header entry "
+                                 f"{name!r})")
+            self.dtypes[name] = info["dtype"]
+        self._map: np.memmap | None = None
+
+    def keys(self) -> list[str]:
+        return list(self.dtypes)
+
+    def get(self, name: str) -> np.ndarray:
+        """Tensor ``name`` in its stored type: a read-only view of the file (copy or convert it
+        to keep it past the file)."""
+        info = self._entries[name]
+        dt, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        if dt not in ST_DTYPES:
+            raise ValueError(f"{self.path}: tensor {name!r} has dtype {dt}, which this reader "
+                             f"does not know ({', '.join(ST_DTYPES)})")
+        arr_dt = ST_DTYPES[dt]
+        if hi - lo != math.prod(shape) * arr_dt.itemsize or not 0 <= lo <= hi <= self._size:
+            raise ValueError(f"{self.path}: tensor {name!r} has a corrupt byte range")
+        if lo == hi:
+            return np.zeros(shape, arr_dt)
+        if self._map is None:
+            self._map = np.memmap(self.path, np.uint8, mode="r")
+        return np.asarray(self._map[self._start + lo:self._start + hi]).view(arr_dt) \
+            .reshape(shape)
+
+
 def iter_safetensors(files: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    """Yields (name, array) one tensor at a time from safetensors files."""
+    """Yields (name, array) one tensor at a time from safetensors files, each in its stored
+    type (see :class:`SafetensorsFile`; bfloat16 as ``ml_dtypes.bfloat16``)."""
     for f in files:
-        with safe_open(str(f), framework="numpy") as st:
-            for name in st.keys():
-                yield name, st.get_tensor(name)
+        st = SafetensorsFile(f)
+        for name in st.keys():
+            yield name, st.get(name)
 
 
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
@@ -103,7 +180,7 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
             if tuple(w.shape) != glob_shapes[ours]:
                 raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
                                  f"expected {glob_shapes[ours]} from config.json")
-            out[ours] = np.asarray(w, dtype)
+            out[ours] = np.array(w, dtype)  # a copy: ``w`` may be a view of the file
         elif not _IGNORED.search(name):
             unused.append(name)
     missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()

@@ -38,13 +38,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import safetensors.numpy
 
+from mrr_jax.checkpoint.hf import SafetensorsFile
 from mrr_jax.config import ModelConfig
 from mrr_jax.data.fileio import atomic_write_bytes
 from mrr_jax.lora import TARGETS, LoraConfig
@@ -65,8 +65,8 @@ _LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\."
                         r"(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])\.weight$")
 _HEAD_KEY = re.compile(r"^lm_head\.(\d+)\.linear_head\.lora_([AB])\.weight$")
 _MODULE_TO_TARGET = {v: k for k, v in LAYER_MODULES.items()}
-# safetensors dtype -> numpy little-endian dtype it is read as (bfloat16: raw bits, widened).
-_ST_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2"}
+# The safetensors dtypes a LoRA weight may have (read and widened to float32).
+_ST_FLOATS = ("F32", "F16", "F64", "BF16")
 
 
 def _io_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -164,32 +164,16 @@ def export_peft(out_dir: str | Path, params: dict, lora_cfg: LoraConfig, model_c
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """(name -> float32 array, metadata) of a safetensors file; float16/bfloat16 are widened
-    (numpy has no bfloat16, so the file is decoded here rather than by ``safetensors.numpy``)."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if len(raw) < 8:
-        raise ValueError(f"{path}: not a safetensors file (too short)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    try:
-        header = json.loads(raw[8:8 + n])
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a safetensors file (bad header)") from exc
-    meta = header.pop("__metadata__", None) or {}
-    body = memoryview(raw)[8 + n:]
+    (numpy has no bfloat16: the file is decoded by :class:`mrr_jax.checkpoint.hf.SafetensorsFile`
+    rather than by ``safetensors.numpy``)."""
+    st = SafetensorsFile(path)
     out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        dt, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        if dt not in _ST_DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {dt}; LoRA weights must be "
-                             f"floating point ({', '.join(_ST_DTYPES)})")
-        arr_dt = np.dtype(_ST_DTYPES[dt])
-        if hi - lo != math.prod(shape) * arr_dt.itemsize or not 0 <= lo <= hi <= len(body):
-            raise ValueError(f"{path}: tensor {name!r} has a corrupt byte range")
-        arr = np.frombuffer(body[lo:hi], arr_dt)
-        if dt == "BF16":  # bfloat16 is the top half of a float32
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.astype(np.float32).reshape(shape)
-    return out, meta
+    for name, dt in st.dtypes.items():
+        if dt not in _ST_FLOATS:
+            raise ValueError(f"{st.path}: tensor {name!r} has dtype {dt}; LoRA weights must be "
+                             f"floating point ({', '.join(_ST_FLOATS)})")
+        out[name] = st.get(name).astype(np.float32)
+    return out, st.metadata
 
 
 def _weights_file(path: Path) -> Path:
