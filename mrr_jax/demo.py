@@ -85,7 +85,7 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
         if [r["plan"] for r in rows if not r.get("baseline")] == list(plans) and \
                 rows[0].get("queries") == max_queries:
             return rows
-    rr = train.load_model(load(config, "stage1"))
+    rr = train.load_model(load(config, "stage1")).place()
     rr.adapters = tuple(PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters)
     return plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 LAYER_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 TARGETS = (*LAYER_TARGETS, "heads")
@@ -138,26 +139,30 @@ def head_scores(feats: jax.Array, heads: jax.Array, adapters: Sequence[Adapter],
     return scores
 
 
-def _delta_weight(entry: Params, n_in: int, scale: float) -> jax.Array:
-    """scale * a @ b as a weight with the base's layout [L_or_E, *in, *out]."""
-    a, b = entry["a"].astype(jnp.float32), entry["b"].astype(jnp.float32)
+def _delta_weight(entry: Params, n_in: int, scale: float, xp=jnp) -> jax.Array:
+    """scale * a @ b as a weight with the base's layout [L_or_E, *in, *out] (``xp``: numpy
+    for host arrays, jax.numpy otherwise)."""
+    a, b = xp.asarray(entry["a"], xp.float32), xp.asarray(entry["b"], xp.float32)
     lead, r = a.shape[0], a.shape[-1]
     in_shape, out_shape = a.shape[1:1 + n_in], b.shape[2:]
-    w = jnp.einsum("Lir,Lro->Lio", a.reshape(lead, -1, r), b.reshape(lead, r, -1))
+    w = xp.einsum("Lir,Lro->Lio", a.reshape(lead, -1, r), b.reshape(lead, r, -1))
     return scale * w.reshape(lead, *in_shape, *out_shape)
 
 
 def fold(base: Params, heads: jax.Array, adapters: Sequence[Adapter]
          ) -> tuple[Params, jax.Array]:
     """(base', heads') with every adapter's ``scale * a @ b`` added in float32 and cast back:
-    the weights to serve one fixed plan without run-time adapter matmuls."""
+    the weights to serve one fixed plan without run-time adapter matmuls. Host (numpy) weights
+    are folded on the host and stay there."""
     layers = dict(base["layers"])
     for ad in adapters:
         for name, entry in ad.params.get("layers", {}).items():
             w = layers[name]
-            layers[name] = (w.astype(jnp.float32)
-                            + _delta_weight(entry, IN_AXES[name], ad.scale)).astype(w.dtype)
+            xp = np if isinstance(w, np.ndarray) else jnp
+            layers[name] = (w.astype(xp.float32)
+                            + _delta_weight(entry, IN_AXES[name], ad.scale, xp)).astype(w.dtype)
         if "heads" in ad.params:
-            heads = (heads.astype(jnp.float32)
-                     + _delta_weight(ad.params["heads"], 1, ad.scale)).astype(heads.dtype)
+            xp = np if isinstance(heads, np.ndarray) else jnp
+            heads = (heads.astype(xp.float32) + _delta_weight(
+                ad.params["heads"], 1, ad.scale, xp)).astype(heads.dtype)
     return {**base, "layers": layers}, heads

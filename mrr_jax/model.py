@@ -211,7 +211,7 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
     cos, sin = rope_tables(positions, cfg)
     full, sliding = attention_masks(positions, valid, cfg)
     flags = jnp.asarray(cfg.sliding_layers or (False,) * cfg.num_layers)
-    layers = params["layers"]
+    layers = jax.tree.map(jnp.asarray, params["layers"])  # host (numpy) weights too
 
     def body(h, i):
         lp = jax.tree.map(lambda w: w[i], layers)

@@ -69,7 +69,8 @@ class Reranker:
     def __init__(self, cfg: ModelConfig, params: Params, heads: np.ndarray, *,
                  tokenizer=None, bos_token_id: int | None = None, start_layer: int = 4,
                  prompt: str = DEFAULT_PROMPT, compat: str = "default",
-                 dtype: str = "float32", adapters: Sequence[PlanAdapter] = ()) -> None:
+                 dtype: str = "float32", adapters: Sequence[PlanAdapter] = (),
+                 place: bool = True) -> None:
         if compat not in COMPAT:
             raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
         if dtype not in DTYPES:
@@ -84,8 +85,14 @@ class Reranker:
         compile_cache.enable()
         self.cfg = cfg
         self.dtype = DTYPES[dtype]
-        self.params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params)
-        self.heads = jnp.asarray(heads, jnp.float32)
+        if place:  # onto the default device
+            self.params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params)
+            self.heads = jnp.asarray(heads, jnp.float32)
+        else:  # left in host memory (numpy) for the caller to shard: a 7B base never lands
+            np_dtype = np.dtype(self.dtype)  # whole on one device
+            self.params = jax.tree.map(lambda a: np.asarray(a).astype(np_dtype, copy=False),
+                                       params)
+            self.heads = np.asarray(heads, np.float32)
         self.start_layer = start_layer
         self.compat = compat
         self.tokenizer = tokenizer
@@ -93,6 +100,12 @@ class Reranker:
         self.prompt = prompt
         self.last_truncated = 0  # pairs cut by the last compute_score call
         self.adapters = tuple(adapters)
+
+    def place(self) -> Reranker:
+        """Moves host (numpy) weights onto the default device; returns self."""
+        self.params = jax.tree.map(jnp.asarray, self.params)
+        self.heads = jnp.asarray(self.heads)
+        return self
 
     def adapters_for(self, plan: Plan) -> tuple[Adapter, ...]:
         """The adapters a plan runs with: every ``stage1`` and ``vertical`` adapter, and a
@@ -117,13 +130,14 @@ class Reranker:
                         compat: str = "default", start_layer: int = 4,
                         prompt: str = DEFAULT_PROMPT, yes_token: str = "Yes",
                         yes_token_id: int | None = None,
-                        adapters: Sequence[str | Path] = ()) -> Reranker:
+                        adapters: Sequence[str | Path] = (), place: bool = True) -> Reranker:
         """Loads a Hugging Face model directory or a ``.gguf`` file, plus saved adapters.
 
         The exit heads are initialised from the LM-head row of ``yes_token`` (or of
         ``yes_token_id``, which lets a model without a tokenizer load). ``adapters``: folders
         written by training (``<workdir>/adapters/<role>``); each is checked against the model
-        and applied per plan (see ``adapters_for``)."""
+        and applied per plan (see ``adapters_for``). ``place=False`` keeps the weights in host
+        memory (numpy) for a caller that shards them itself (training)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model directory or file")
@@ -154,7 +168,7 @@ class Reranker:
         loaded = [PlanAdapter.load(a, cfg, start_layer) for a in adapters]
         return cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
                    start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype,
-                   adapters=loaded)
+                   adapters=loaded, place=place)
 
     # ------------------------------------------------------------------ scoring
     def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:

@@ -40,8 +40,8 @@ from mrr_jax.train_config import STAGES
 
 # ----------------------------------------------------------------------------- set-up
 def load_model(c) -> Reranker:
-    """The frozen base as a Reranker (random, packaged SmolLM2, HF dir or .gguf), with the
-    ``init_adapters`` folded into its weights."""
+    """The frozen base as a Reranker (random, packaged SmolLM2, HF dir or .gguf) in host memory
+    (numpy, ``model.dtype``), with the ``init_adapters`` folded into its weights."""
     from mrr_jax.assets import smollm2_dir
     from mrr_jax.checkpoint.adapters import load_adapter
 
@@ -50,7 +50,8 @@ def load_model(c) -> Reranker:
         rr = _random_model(c)
     else:
         path = smollm2_dir() if m.path == "smollm2" else Path(m.path)
-        rr = Reranker.from_pretrained(path, start_layer=m.start_layer, yes_token=m.yes_token)
+        rr = Reranker.from_pretrained(path, start_layer=m.start_layer, yes_token=m.yes_token,
+                                      dtype=m.dtype, place=False)
     if m.init_adapters:
         ads = [load_adapter(p, rr.cfg, rr.start_layer) for p in m.init_adapters]
         rr.params, rr.heads = fold(rr.params, rr.heads, ads)
@@ -85,7 +86,7 @@ def _random_model(c) -> Reranker:
     yes = tok.encode(c.model.yes_token, add_special_tokens=False).ids[0]
     heads = init_heads(params, yes, L - c.model.start_layer + 1)
     return Reranker(cfg, params, heads, tokenizer=tok, bos_token_id=bos,
-                    start_layer=c.model.start_layer)
+                    start_layer=c.model.start_layer, dtype=c.model.dtype, place=False)
 
 
 def data_paths(spec: str) -> list[Path]:
@@ -228,6 +229,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
     heads_sh = sharding.tree_shardings({"heads": rr.heads}, mesh)["heads"]
     base = sharding.put(rr.params, base_sh)
     heads = jax.device_put(rr.heads, heads_sh)
+    rr.params, rr.heads = base, heads  # evaluation runs on the sharded base too
     state = {"trainable": trainable, "opt_state": opt_state}
     state_sh = sharding.tree_shardings(state, mesh)
     state = sharding.put(state, state_sh)
