@@ -42,6 +42,7 @@ import ast
 import functools
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -185,6 +186,8 @@ def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int) -> Run:
     decimals (they are float32).
     """
     import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it ships at DEBUG
     import Stemmer
 
     stemmer = Stemmer.Stemmer("english")
