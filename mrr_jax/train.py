@@ -176,6 +176,29 @@ def evaluate(rr: Reranker, dev, plans: Sequence[str], batch_queries: int) -> dic
 
 
 # ----------------------------------------------------------------------------- the loop
+def init_state(key: jax.Array, rr: Reranker, roles: Sequence[str], lcfg: LoraConfig,
+               optimizer, mesh) -> tuple[dict, dict]:
+    """Fresh adapters {role: tree} and their optimizer state, sharded over ``mesh``; also
+    moves ``rr``'s base and heads onto the mesh. Returns (state, state shardings)."""
+    keys = jax.random.split(key, len(roles))
+    trainable = {role: init_lora(k, rr.params, rr.heads, lcfg) for role, k in zip(roles, keys)}
+    rr.params = sharding.put(rr.params, sharding.tree_shardings(rr.params, mesh))
+    rr.heads = jax.device_put(rr.heads, sharding.tree_shardings({"heads": rr.heads},
+                                                                mesh)["heads"])
+    state = {"trainable": trainable, "opt_state": optimizer.init(trainable)}
+    state_sh = sharding.tree_shardings(state, mesh)
+    return sharding.put(state, state_sh), state_sh
+
+
+def to_host(tree):
+    """Numpy copies of (possibly multi-host sharded) arrays, the same on every process."""
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
 def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
     """Trains per config ``c`` (a ConfigDict) in ``workdir``; returns the final summary."""
     from mrr_jax.checkpoint.adapters import save_adapter
@@ -221,18 +244,8 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
         weight_decay=c.optim.weight_decay, clip=c.optim.clip)
 
     key = jax.random.key(c.seed)
-    init_keys = jax.random.split(jax.random.fold_in(key, 1), len(roles))
-    trainable = {role: init_lora(k, rr.params, rr.heads, lcfg) for role, k in
-                 zip(roles, init_keys)}
-    opt_state = optimizer.init(trainable)
-    base_sh = sharding.tree_shardings(rr.params, mesh)
-    heads_sh = sharding.tree_shardings({"heads": rr.heads}, mesh)["heads"]
-    base = sharding.put(rr.params, base_sh)
-    heads = jax.device_put(rr.heads, heads_sh)
-    rr.params, rr.heads = base, heads  # evaluation runs on the sharded base too
-    state = {"trainable": trainable, "opt_state": opt_state}
-    state_sh = sharding.tree_shardings(state, mesh)
-    state = sharding.put(state, state_sh)
+    state, state_sh = init_state(jax.random.fold_in(key, 1), rr, roles, lcfg, optimizer, mesh)
+    base, heads = rr.params, rr.heads
 
     ckpt = Checkpointer(workdir / "checkpoints", keep=c.train.keep)
     start = 0
@@ -262,7 +275,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
     def run_eval(step: int, trainable) -> dict[str, Any] | None:
         if dev is None:
             return None
-        host = jax.tree.map(np.asarray, trainable)
+        host = to_host(trainable)
         view = Reranker.__new__(Reranker)
         view.__dict__.update(rr.__dict__, adapters=tuple(
             PlanAdapter(Adapter(t, lcfg.scale, 0.0), *_role_meta(role))
@@ -325,7 +338,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
     if start < total or last_eval is None:
         last_eval = run_eval(total, state["trainable"])
     ckpt.close()
-    host = jax.tree.map(np.asarray, state["trainable"])
+    host = to_host(state["trainable"])
     saved = []
     if primary:
         for role, tree in host.items():

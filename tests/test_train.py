@@ -192,7 +192,9 @@ def _free_port():
 def test_two_processes_train_like_one(uninterrupted, tmp_path, example_data):
     work = tmp_path / "two"
     port = _free_port()
-    procs = [subprocess.Popen(_cmd(work, example_data, "--distributed"), cwd=ROOT,
+    evaluate = ["--config.eval.plans=('full',)", "--config.eval.max_queries=4",
+                f"--config.data.dev={example_data / 'dev.jsonl'}"]
+    procs = [subprocess.Popen(_cmd(work, example_data, "--distributed", *evaluate), cwd=ROOT,
                               env=_env(1, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                                        JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -202,3 +204,6 @@ def test_two_processes_train_like_one(uninterrupted, tmp_path, example_data):
         assert p.returncode == 0, err.decode()[-3000:]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5),
                  _adapter(work), _adapter(uninterrupted))
+    evals = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()
+             if "eval" in x]
+    assert [e["step"] for e in evals] == [0, 6]  # evaluation runs across both processes
