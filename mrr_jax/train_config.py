@@ -10,13 +10,20 @@ is an error. Stages (METHOD.md §5-6):
   trains one; here one run may train several, each only on steps that drew its ratio).
 - ``joint``: V and every H(r) trained together, as the paper describes: a step that draws ratio
   r trains V + H(r) (ratio 1: V alone).
+
+:func:`paper_recipe` is :func:`default_config` with the paper's training recipe (METHOD.md §7)
+applied, for one model and one stage; the big-model configs (``configs/mistral_7b.py`` states
+it in full) add only the model's path, mesh and eval plans.
 """
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 STAGES = ("stage1", "vertical", "horizontal", "joint")
+PAPER_H_RATIOS = (2, 4, 8)  # the paper's horizontal (H-LoRA) ratios
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -85,4 +92,91 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.max_queries = 64
     c.eval.group_size = 16
     c.eval.batch_size = 32
+    return c
+
+
+def parse_stage(arg: str) -> tuple[str, tuple[int, ...]]:
+    """(stage, compress.ratios) of a paper-recipe config's ARG: ``stage1`` (also ``""``) and
+    ``joint`` take ratios 1, 2, 4, 8; ``vertical`` ratio 1; ``horizontal`` 2, 4, 8 (one H-LoRA
+    each, in one run); ``horizontalR`` (e.g. ``horizontal4``) the one ratio R >= 2."""
+    arg = arg or "stage1"
+    if m := re.fullmatch(r"horizontal(\d+)", arg):
+        r = int(m.group(1))
+        if r < 2:
+            raise ValueError(f"{arg!r}: a horizontal adapter needs a ratio >= 2")
+        return "horizontal", (r,)
+    ratios = {"stage1": (1, *PAPER_H_RATIOS), "vertical": (1,), "horizontal": PAPER_H_RATIOS,
+              "joint": (1, *PAPER_H_RATIOS)}
+    if arg not in ratios:
+        raise ValueError(f"config arg {arg!r}: expected stage1, vertical, horizontal, "
+                         "horizontalR (e.g. horizontal4) or joint")
+    return arg, ratios[arg]
+
+
+def paper_recipe(arg: str = "stage1", *, model_path: str, fsdp: int,
+                 eval_plans: tuple[str, ...],
+                 num_layers: int | None = None) -> ml_collections.ConfigDict:
+    """:func:`default_config` with the paper's recipe (METHOD.md §7; stated in full in
+    ``configs/mistral_7b.py``) for the stage ARG names (:func:`parse_stage`).
+
+    ``model_path`` is the placeholder ``--config.model.path=...`` replaces; the mesh is
+    ``data=-1, fsdp=fsdp, tensor=1``; ``eval_plans`` are evaluated on ``data.dev`` (empty here:
+    none until ``--config.data.dev=...``). ``num_layers``, if given, spells out the compression
+    candidates 4, 8, ... below it; ``None`` leaves ``compress.layers = ()``, which the trainer
+    reads as the same layers."""
+    c = default_config()
+    c.stage, ratios = parse_stage(arg)
+    c.seed = 42
+
+    c.model.path = model_path  # override: --config.model.path=...
+    c.model.start_layer = 4
+    c.model.yes_token = "Yes"
+    c.model.dtype = "bfloat16"
+
+    c.data.train = "/path/to/train.jsonl"  # override: --config.data.train=a.jsonl,b.jsonl
+    c.data.dev = ""  # --config.data.dev=dev.jsonl to evaluate eval.plans during training
+    c.data.group_size = 16
+    c.data.queries_per_step = 32
+    c.data.accum = 4  # 32 x 4 = 128 queries per optimizer step
+    c.data.query_max_len = 32
+    c.data.passage_max_len = 192
+
+    c.lora.rank = 32
+    c.lora.alpha = 64.0
+    c.lora.dropout = 0.1
+    c.lora.targets = ("q", "k", "v", "o", "gate", "up", "down", "heads")
+
+    c.compress.ratios = ratios
+    if num_layers is not None:
+        c.compress.layers = tuple(range(4, num_layers, 4))
+    c.compress.prob = 0.5
+    c.compress.mode = "merge"
+
+    c.loss.exits = "all"
+    c.loss.anchor_every = 8  # anchors: every 8th layer and the last
+
+    c.optim.lr = 2e-4
+    c.optim.warmup_ratio = 0.1  # then linear decay
+    c.optim.b1, c.optim.b2, c.optim.eps = 0.9, 0.999, 1e-8  # AdamW
+    c.optim.weight_decay = 0.0
+    c.optim.clip = 1.0
+
+    c.mesh.data = -1
+    c.mesh.fsdp = fsdp
+    c.mesh.tensor = 1
+
+    c.train.steps = 0  # one epoch
+    c.train.epochs = 1
+    c.train.remat = True
+    c.train.save_every = 100
+
+    c.eval.plans = tuple(eval_plans)
+    c.eval.group_size = 16
+
+    if c.stage != "stage1":  # stage 2: compensation LoRA, CE only, lr / 10 (METHOD.md §6-7)
+        c.model.init_adapters = ("/path/to/stage1/adapters/stage1",)  # override
+        c.loss.self = 0.0
+        c.loss.external = 0.0
+        c.optim.lr = 2e-5
+        c.train.save_every = 500
     return c
