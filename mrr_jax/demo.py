@@ -17,8 +17,8 @@
    files are under ``OUT/grids/<model>/``.
 
 Every stage is resumable: run the command again and finished stages are reused (training
-resumes from its last checkpoint). Scoring uses the training lengths (query 32, query+passage 96
-tokens), so the zero-shot and trained rows see the same text.
+resumes from its last checkpoint). Scoring cuts queries and passages at the config's training
+lengths, so the zero-shot and trained rows see the same text as training did.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2_135m.py"
-MAX_LENGTH, QUERY_MAX_LENGTH = 96, 32
 
 
 def ensure_data(out: Path) -> Path:
@@ -85,11 +84,13 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
         if [r["plan"] for r in rows if not r.get("baseline")] == list(plans) and \
                 rows[0].get("queries") == max_queries:
             return rows
-    rr = train.load_model(load(config, "stage1")).place()
+    c = load(config, "stage1")
+    rr = train.load_model(c).place()
     rr.adapters = tuple(PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters)
     return plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,
-                     max_length=MAX_LENGTH, query_max_length=QUERY_MAX_LENGTH, progress=True)
+                     max_length=c.data.query_max_len + c.data.passage_max_len,
+                     query_max_length=c.data.query_max_len, progress=True)
 
 
 def combine(grids: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
