@@ -149,29 +149,43 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- evaluation
+def plan_scores(rr: Reranker, dev, plan: Plan, batch_queries: int) -> np.ndarray:
+    """Scores [Qd, G] of the dev groups under ``plan`` (its last exit), with ``rr``'s adapters
+    for that plan."""
+    from mrr_jax.scoring import score_forward
+
+    g = dev.batch.group_size
+    scores = []
+    for chunk, real in dev.chunks(batch_queries):
+        a = {k: jnp.asarray(v) for k, v in chunk.arrays().items()
+             if k not in ("teacher", "teacher_mask")}
+        s = score_forward(rr.params, rr.heads, **a, padded_length=jnp.int32(0),
+                          adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
+                          exits=(plan.depth,), start_layer=rr.start_layer)
+        scores.append(np.asarray(s[0]).reshape(-1, g)[:real])
+    return np.concatenate(scores)
+
+
+def dev_metrics(dev, s: np.ndarray) -> dict[str, np.ndarray]:
+    """Per dev query (in dev order): ``rr`` (RR@10 of the positive) and ``loss`` (its
+    contrastive CE, -log softmax of the positive) from scores [Qd, G]."""
+    from mrr_jax.evaluate import evaluate_per_query
+
+    s = np.asarray(s, np.float64)
+    top = s.max(1, keepdims=True)
+    logp = s - top - np.log(np.exp(s - top).sum(1, keepdims=True))
+    per_query = evaluate_per_query(dev.run(s), dev.qrels(), ["RR@10"])
+    return {"rr": np.array([per_query[q]["RR@10"] for q in dev.qids]), "loss": -logp[:, 0]}
+
+
 def evaluate(rr: Reranker, dev, plans: Sequence[str], batch_queries: int) -> dict[str, Any]:
     """Dev MRR@10 and contrastive loss (at the plan's last exit) per plan, with ``rr``'s
     adapters; the positive of each dev group is the only relevant candidate."""
-    from mrr_jax.evaluate import evaluate_run
-    from mrr_jax.scoring import score_forward
-
     out: dict[str, Any] = {}
-    g = dev.batch.group_size
     for text in plans:
         plan = Plan.parse("" if text == "full" else text).resolve(rr.cfg.num_layers)
-        scores = []
-        for chunk, real in dev.chunks(batch_queries):
-            a = {k: jnp.asarray(v) for k, v in chunk.arrays().items()
-                 if k not in ("teacher", "teacher_mask")}
-            s = score_forward(rr.params, rr.heads, **a, padded_length=jnp.int32(0),
-                              adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
-                              exits=(plan.depth,), start_layer=rr.start_layer)
-            scores.append(np.asarray(s[0]).reshape(-1, g)[:real])
-        s = np.concatenate(scores)  # [Qd, G]
-        logp = s - np.log(np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)) \
-            - s.max(1, keepdims=True)
-        metrics = evaluate_run(dev.run(s), dev.qrels(), ["RR@10"])
-        out[text] = {"mrr@10": metrics["RR@10"], "loss": float(-logp[:, 0].mean())}
+        m = dev_metrics(dev, plan_scores(rr, dev, plan, batch_queries))
+        out[text] = {"mrr@10": float(m["rr"].mean()), "loss": float(m["loss"].mean())}
     return out
 
 

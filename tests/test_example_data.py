@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CAP = 300  # passages: small, to keep the test fast
 FILES = ["corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/dev.tsv", "qrels/test.tsv",
          "bm25/train.trec", "bm25/dev.trec", "bm25/test.trec", "train.jsonl", "dev.jsonl",
-         "stats.json"]
+         "train_bm25.jsonl", "stats.json"]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,36 @@ def test_flag_jsonl(built: tuple[Path, dict]) -> None:
         assert {r.query for r in rows} <= set(queries.values())
         keys = {tuple(json.loads(line)) for line in (out / f"{split}.jsonl").open()}
         assert keys == {("query", "pos", "neg")}
+
+
+def test_train_bm25_has_the_bm25_scores_as_teacher(built: tuple[Path, dict]) -> None:
+    """``train_bm25.jsonl`` is ``train.jsonl`` plus teacher scores, and those are the BM25
+    scores of the run file wherever the run has the passage (the top 100), lower elsewhere."""
+    out, _ = built
+    plain = flag.load_flag(out / "train.jsonl")
+    taught = flag.load_flag(out / "train_bm25.jsonl")
+    assert [(r.query, r.pos, r.neg) for r in taught] == [(r.query, r.pos, r.neg) for r in plain]
+    corpus = beir.load_corpus(out / "corpus.jsonl")
+    queries = beir.load_queries(out / "queries.jsonl")
+    docid = {d.passage: d.docid for d in corpus.values()}
+    qid = {text: q for q, text in queries.items()}
+    run = trec.load_run(out / "bm25" / "train.trec")
+    hits = misses = 0
+    for r in taught:
+        assert len(r.pos_scores) == len(r.pos) and len(r.neg_scores) == len(r.neg)
+        ranked = run[qid[r.query]]
+        floor = min(ranked.values())
+        for passage, score in zip(r.pos + r.neg, r.pos_scores + r.neg_scores):
+            if docid[passage] in ranked:
+                assert score == pytest.approx(ranked[docid[passage]], abs=1e-4)
+                hits += 1
+            else:  # a positive outside the top 100: its exact score, below the 100th
+                assert 0 <= score <= floor + 1e-4
+                misses += 1
+    assert hits > 10 * misses
+    # BM25 ranks the positive above its hard negatives more often than chance: a real teacher
+    better = [r.pos_scores[0] > max(r.neg_scores[:3]) for r in taught]
+    assert sum(better) / len(better) > 0.25
 
 
 def test_deterministic_across_processes(built: tuple[Path, dict], tmp_path: Path) -> None:

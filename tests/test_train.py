@@ -207,3 +207,44 @@ def test_two_processes_train_like_one(uninterrupted, tmp_path, example_data):
     evals = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()
              if "eval" in x]
     assert [e["step"] for e in evals] == [0, 6]  # evaluation runs across both processes
+
+
+# ----------------------------------------------------------------------------- train_eval
+def test_paired_statistics_by_hand():
+    from mrr_jax.train_eval import paired
+
+    p = paired([0.5, 1.0, 0.25, 1.0], [1.0, 1.0, 0.5, 0.5])
+    assert p["change"] == pytest.approx((0.5 + 0 + 0.25 - 0.5) / 4)
+    assert (p["up"], p["down"], p["same"]) == (2, 1, 1)
+    assert -0.5 <= p["ci95"][0] <= p["change"] <= p["ci95"][1] <= 0.5
+    assert paired([0.2] * 5, [0.7] * 5)["ci95"] == pytest.approx([0.5, 0.5])
+
+
+def test_train_eval_reproduces_the_runs_first_and_last_eval(tmp_path, example_data):
+    """``mrr_jax.train_eval`` on a finished run: its "start" numbers are the run's step-0 eval
+    and its "trained" numbers the run's final eval (same dev groups, same plans), and adapters
+    of another config are refused."""
+    from mrr_jax import train_eval
+
+    work = tmp_path / "run"
+    dev = f"--config.data.dev={example_data / 'dev.jsonl'}"
+    cmd = _cmd(work, example_data, dev, "--config.eval.plans=('full', 'compress=2:2')")
+    cmd.remove("--config.eval.plans=()")
+    subprocess.run(cmd, env=_env(devices=1), check=True, cwd=ROOT, timeout=600)
+    summary = json.loads((work / "summary.json").read_text())
+    args = ["--config", TINY, "--workdir", str(work), *cmd[cmd.index("--workdir") + 2:]]
+    assert train_eval.main(args) == 0
+    result = json.loads((work / "train_eval.json").read_text())
+    assert list(result["plans"]) == ["full", "compress=2:2"]
+    n = result["queries"]
+    assert 0 < n == len(result["qids"]) <= 16 and result["group_size"] == 4
+    for plan, p in result["plans"].items():
+        for name, run_eval in (("start", summary["first_eval"]), ("trained",
+                                                                   summary["final_eval"])):
+            assert p[name]["mrr@10"] == pytest.approx(run_eval[plan]["mrr@10"], abs=1e-9)
+            assert p[name]["loss"] == pytest.approx(run_eval[plan]["loss"], rel=1e-5)
+            assert np.mean(p["per_query"][name]["rr"]) == pytest.approx(p[name]["mrr@10"])
+        assert p["mrr@10"]["change"] == pytest.approx(p["trained"]["mrr@10"]
+                                                      - p["start"]["mrr@10"])
+        assert p["mrr@10"]["up"] + p["mrr@10"]["down"] + p["mrr@10"]["same"] == n
+    assert train_eval.main([*args, "--config.lora.rank=8"]) == 2  # another config's adapters

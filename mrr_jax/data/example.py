@@ -29,6 +29,9 @@ Output (``python -m mrr_jax.data.example OUT``):
 - ``OUT/train.jsonl``, ``OUT/dev.jsonl``: FlagEmbedding training rows -- ``query``, ``pos``
   (the relevant passage) and ``neg`` (up to 15 BM25 hard negatives from ranks 1..30 that are
   not relevant); passages are ``title + " " + text`` as ``Doc.passage``; no teacher scores.
+- ``OUT/train_bm25.jsonl``: the same training rows with every passage's BM25 score (the same
+  index, full precision, not only the top 100) as ``pos_scores`` / ``neg_scores``: BM25 as the
+  external teacher of METHOD.md §5.4, the only teacher this offline dataset has.
 - ``OUT/stats.json``: counts, average lengths in words, BM25 RR@10 / nDCG@10 / R@100 per split.
 
 Deterministic: the same Python gives byte-identical files (another Python version has other
@@ -53,6 +56,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mrr_jax.data import beir, trec
 from mrr_jax.data.fileio import PathLike, atomic_write
@@ -179,34 +184,53 @@ def split_of(module: str) -> str:
     return "train" if bucket < 8 else ("dev" if bucket == 8 else "test")
 
 
-def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int) -> Run:
-    """BM25 top-``k`` over ``corpus`` (``Doc.passage``) for ``queries``; zero scores dropped.
-
-    ``bm25s`` with PyStemmer English stemming and English stopwords; scores rounded to 6
-    decimals (they are float32).
-    """
+def _bm25(corpus: dict[str, Doc]):
+    """A ``bm25s`` index over ``Doc.passage`` and a tokenizer for queries (PyStemmer English
+    stemming, English stopwords)."""
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it ships at DEBUG
     import Stemmer
 
     stemmer = Stemmer.Stemmer("english")
-    docids = list(corpus)
-    tokens = bm25s.tokenize([corpus[d].passage for d in docids], stopwords="en",
+    tokens = bm25s.tokenize([corpus[d].passage for d in corpus], stopwords="en",
                             stemmer=stemmer, show_progress=False)
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
+
+    def tokenize(texts: list[str]) -> list[list[str]]:
+        return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False,
+                              show_progress=False)
+
+    return retriever, tokenize
+
+
+def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int) -> Run:
+    """BM25 top-``k`` over ``corpus`` (``Doc.passage``) for ``queries``; zero scores dropped.
+
+    ``bm25s`` with PyStemmer English stemming and English stopwords; scores rounded to 6
+    decimals (they are float32).
+    """
     qids = list(queries)
     if not qids:
         return {}
-    q_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer,
-                              return_ids=False, show_progress=False)
-    idx, scores = retriever.retrieve(q_tokens, k=min(k, len(docids)), show_progress=False,
-                                     n_threads=1)
+    docids = list(corpus)
+    retriever, tokenize = _bm25(corpus)
+    idx, scores = retriever.retrieve(tokenize([queries[q] for q in qids]),
+                                     k=min(k, len(docids)), show_progress=False, n_threads=1)
     run: Run = {}
     for qid, row_i, row_s in zip(qids, idx.tolist(), scores.tolist()):
         run[qid] = {docids[i]: round(s, 6) for i, s in zip(row_i, row_s) if s > 0}
     return run
+
+
+def bm25_scores(corpus: dict[str, Doc], queries: dict[str, str]) -> dict[str, np.ndarray]:
+    """Every query's BM25 score of every document (in ``corpus`` order), float32, as
+    :func:`bm25_run` scores them."""
+    retriever, tokenize = _bm25(corpus)
+    qids = list(queries)
+    return {q: np.asarray(retriever.get_scores(t), np.float32)
+            for q, t in zip(qids, tokenize([queries[q] for q in qids]))}
 
 
 def _words(text: str) -> int:
@@ -262,6 +286,10 @@ def build(out: PathLike, *, max_docs: int = 3000, max_words: int = 200, top_k: i
             rows = list(_flag_rows(corpus, queries[split], qrels[split], run, negatives,
                                    neg_depth))
             flag_rows[split] = write_flag(out / f"{split}.jsonl", rows)
+        if split == "train":  # the same rows with BM25 as the external teacher
+            rows = list(_flag_rows(corpus, queries[split], qrels[split], run, negatives,
+                                   neg_depth, bm25_scores(corpus, queries[split])))
+            write_flag(out / "train_bm25.jsonl", rows)
 
     stats = {
         "source": f"docstrings of the Python {platform.python_version()} standard library "
@@ -286,15 +314,24 @@ def build(out: PathLike, *, max_docs: int = 3000, max_words: int = 200, top_k: i
 
 
 def _flag_rows(corpus: dict[str, Doc], queries: dict[str, str], qrels: Qrels, run: Run,
-               negatives: int, neg_depth: int) -> Iterator[FlagRow]:
-    """FlagEmbedding rows: positives from qrels, hard negatives from BM25 ranks 1..neg_depth."""
+               negatives: int, neg_depth: int,
+               teacher: dict[str, np.ndarray] | None = None) -> Iterator[FlagRow]:
+    """FlagEmbedding rows: positives from qrels, hard negatives from BM25 ranks 1..neg_depth;
+    with ``teacher`` (:func:`bm25_scores`), every passage's BM25 score as its teacher score."""
+    position = {d: i for i, d in enumerate(corpus)}
     for qid in sorted(queries):
-        relevant = {d for d, r in qrels[qid].items() if r > 0}
+        relevant = sorted(d for d, r in qrels[qid].items() if r > 0)
         ranked = [d for d, _ in trec.ranking(run.get(qid, {}))[:neg_depth]]
-        neg = [corpus[d].passage for d in ranked if d not in relevant][:negatives]
-        if neg:
-            yield FlagRow(query=queries[qid], pos=[corpus[d].passage for d in sorted(relevant)],
-                          neg=neg)
+        neg = [d for d in ranked if d not in relevant][:negatives]
+        if not neg:
+            continue
+        scores = {}
+        if teacher is not None:
+            t = teacher[qid]
+            scores = {"pos_scores": [round(float(t[position[d]]), 4) for d in relevant],
+                      "neg_scores": [round(float(t[position[d]]), 4) for d in neg]}
+        yield FlagRow(query=queries[qid], pos=[corpus[d].passage for d in relevant],
+                      neg=[corpus[d].passage for d in neg], **scores)
 
 
 def _parser() -> argparse.ArgumentParser:
