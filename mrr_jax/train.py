@@ -149,6 +149,28 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- evaluation
+def eval_plan(text: str, num_layers: int) -> Plan:
+    """An ``eval.plans`` entry ("full" or plan syntax) resolved for a model of ``num_layers``."""
+    return Plan.parse("" if text == "full" else text).resolve(num_layers)
+
+
+def dev_set(c, rr: Reranker):
+    """The config's dev groups (``data.dev``; ``eval.max_queries`` queries of
+    ``eval.group_size`` candidates), tokenized as in training."""
+    from mrr_jax.train_data import dev_groups
+
+    return dev_groups(data_paths(c.data.dev)[0], rr.tokenizer, rr.bos_token_id,
+                      group_size=c.eval.group_size, max_queries=c.eval.max_queries,
+                      seed=c.seed, query_max_len=c.data.query_max_len,
+                      passage_max_len=c.data.passage_max_len, prompt=rr.prompt,
+                      pad_id=rr.cfg.pad_token_id or 0)
+
+
+def eval_batch_queries(c) -> int:
+    """Dev queries per scoring batch (``eval.batch_size`` rows)."""
+    return max(1, c.eval.batch_size // c.eval.group_size)
+
+
 def plan_scores(rr: Reranker, dev, plan: Plan, batch_queries: int) -> np.ndarray:
     """Scores [Qd, G] of the dev groups under ``plan`` (its last exit), with ``rr``'s adapters
     for that plan."""
@@ -183,8 +205,8 @@ def evaluate(rr: Reranker, dev, plans: Sequence[str], batch_queries: int) -> dic
     adapters; the positive of each dev group is the only relevant candidate."""
     out: dict[str, Any] = {}
     for text in plans:
-        plan = Plan.parse("" if text == "full" else text).resolve(rr.cfg.num_layers)
-        m = dev_metrics(dev, plan_scores(rr, dev, plan, batch_queries))
+        m = dev_metrics(dev, plan_scores(rr, dev, eval_plan(text, rr.cfg.num_layers),
+                                         batch_queries))
         out[text] = {"mrr@10": float(m["rr"].mean()), "loss": float(m["loss"].mean())}
     return out
 
@@ -218,7 +240,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
     from mrr_jax.checkpoint.adapters import save_adapter
     from mrr_jax.data.fileio import atomic_write_bytes
     from mrr_jax.score import maybe_init_distributed
-    from mrr_jax.train_data import TrainData, dev_groups
+    from mrr_jax.train_data import TrainData
 
     if c.stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {c.stage!r}")
@@ -278,13 +300,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
                       donate_argnums=(0, 1),
                       out_shardings=(state_sh["trainable"], state_sh["opt_state"], None))
 
-    dev = None
-    if c.data.dev and c.eval.plans:
-        dev = dev_groups(data_paths(c.data.dev)[0], rr.tokenizer, rr.bos_token_id,
-                         group_size=c.eval.group_size, max_queries=c.eval.max_queries,
-                         seed=c.seed, query_max_len=c.data.query_max_len,
-                         passage_max_len=c.data.passage_max_len, prompt=rr.prompt,
-                         pad_id=rr.cfg.pad_token_id or 0)
+    dev = dev_set(c, rr) if c.data.dev and c.eval.plans else None
 
     def run_eval(step: int, trainable) -> dict[str, Any] | None:
         if dev is None:
@@ -295,8 +311,7 @@ def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
             PlanAdapter(Adapter(t, lcfg.scale, 0.0), *_role_meta(role))
             for role, t in host.items()))
         t0 = time.perf_counter()
-        result = evaluate(view, dev, list(c.eval.plans), max(1, c.eval.batch_size // dev.batch
-                                                               .group_size))
+        result = evaluate(view, dev, list(c.eval.plans), eval_batch_queries(c))
         rec = {"step": step, "eval": result, "eval_seconds": time.perf_counter() - t0}
         log(rec)
         return result
@@ -391,27 +406,36 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 # ----------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
+def config_parser(prog: str, description: str | None, workdir_help: str
+                  ) -> argparse.ArgumentParser:
+    """``--config configs/NAME.py[:ARG] --workdir DIR``; :func:`parse` adds the overrides."""
     p = argparse.ArgumentParser(
-        prog="python -m mrr_jax.train", description=__doc__,
+        prog=prog, description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Any setting of mrr_jax/train_config.py can be changed with "
                "--config.KEY=VALUE (e.g. --config.train.steps=20 --config.mesh.fsdp=4).")
     p.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
-    p.add_argument("--workdir", required=True, type=Path, help="checkpoints, metrics.jsonl, "
-                   "adapters/")
+    p.add_argument("--workdir", required=True, type=Path, help=workdir_help)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = config_parser("python -m mrr_jax.train", __doc__,
+                      "checkpoints, metrics.jsonl, adapters/")
     p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize() "
                    "(also MRR_JAX_DISTRIBUTED=1)")
     return p
 
 
-def parse(argv: Sequence[str] | None = None):
-    """(config with overrides, args)."""
-    args, rest = _parser().parse_known_args(argv)
+def parse(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None):
+    """(config with ``--config.KEY=VALUE`` overrides, args) from ``parser`` (the trainer's by
+    default)."""
+    parser = parser or _parser()
+    args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
         if not item.startswith("--config."):
-            _parser().error(f"unrecognized argument {item!r}")
+            parser.error(f"unrecognized argument {item!r}")
         overrides.append(item[len("--config."):])
     return load_config_dict(args.config, overrides), args
 

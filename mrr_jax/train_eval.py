@@ -17,7 +17,6 @@ of the MRR@10 change (10,000 resamples of the queries, seed 0). Prints a table a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mrr_jax.plan import Plan
 
 BOOTSTRAP = 10_000
 
@@ -65,32 +62,24 @@ def trained_adapters(c, rr, workdir: Path):
 
 def compare(c, workdir: str | Path) -> dict[str, Any]:
     """Starting weights vs the run's final adapters on the dev groups, per ``eval.plans``."""
-    from mrr_jax.train import data_paths, dev_metrics, load_model, plan_scores
-    from mrr_jax.train_data import dev_groups
+    from mrr_jax import train
 
-    workdir = Path(workdir)
-    rr = load_model(c)
-    trained = trained_adapters(c, rr, workdir)
+    rr = train.load_model(c)
+    trained = trained_adapters(c, rr, Path(workdir))
     rr.place()
-    dev = dev_groups(data_paths(c.data.dev)[0], rr.tokenizer, rr.bos_token_id,
-                     group_size=c.eval.group_size, max_queries=c.eval.max_queries,
-                     seed=c.seed, query_max_len=c.data.query_max_len,
-                     passage_max_len=c.data.passage_max_len, prompt=rr.prompt,
-                     pad_id=rr.cfg.pad_token_id or 0)
-    batch_queries = max(1, c.eval.batch_size // dev.batch.group_size)
+    dev = train.dev_set(c, rr)
     plans: dict[str, Any] = {}
     t0 = time.perf_counter()
     for text in c.eval.plans:
-        plan = Plan.parse("" if text == "full" else text).resolve(rr.cfg.num_layers)
+        plan = train.eval_plan(text, rr.cfg.num_layers)
         m = {}
         for name, adapters in (("start", ()), ("trained", trained)):
             rr.adapters = adapters
-            m[name] = dev_metrics(dev, plan_scores(rr, dev, plan, batch_queries))
+            m[name] = train.dev_metrics(dev, train.plan_scores(rr, dev, plan,
+                                                               train.eval_batch_queries(c)))
         plans[text] = {
-            "start": {"mrr@10": float(m["start"]["rr"].mean()),
-                      "loss": float(m["start"]["loss"].mean())},
-            "trained": {"mrr@10": float(m["trained"]["rr"].mean()),
-                        "loss": float(m["trained"]["loss"].mean())},
+            **{name: {"mrr@10": float(v["rr"].mean()), "loss": float(v["loss"].mean())}
+               for name, v in m.items()},
             "mrr@10": paired(m["start"]["rr"], m["trained"]["rr"]),
             "loss": paired(m["start"]["loss"], m["trained"]["loss"]),
             "per_query": {k: {"rr": v["rr"].round(6).tolist(),
@@ -119,26 +108,14 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse(argv: Sequence[str] | None = None):
-    """(config with ``--config.KEY=VALUE`` overrides, args)."""
-    from mrr_jax.pyconfig import load_config_dict
-
-    p = argparse.ArgumentParser(prog="python -m mrr_jax.train_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="configs/NAME.py[:ARG], as trained")
-    p.add_argument("--workdir", required=True, type=Path, help="the run's workdir")
-    args, rest = p.parse_known_args(argv)
-    bad = [x for x in rest if not x.startswith("--config.")]
-    if bad:
-        p.error(f"unrecognized arguments {bad}")
-    return load_config_dict(args.config, [x[len("--config."):] for x in rest]), args
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from mrr_jax.data.errors import DataError
     from mrr_jax.data.fileio import atomic_write_bytes
+    from mrr_jax.train import config_parser, parse
+
     try:
-        c, args = parse(argv)
+        c, args = parse(argv, config_parser("python -m mrr_jax.train_eval", __doc__,
+                                            "the finished run's workdir"))
         result = compare(c, args.workdir)
     except (DataError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from mrr_jax.config import ModelConfig
-from mrr_jax.plan import Plan
 from mrr_jax.pyconfig import load_config, load_config_dict
 from mrr_jax.score import JobConfig, parse_plan
-from mrr_jax.train import roles_of, step_spec
+from mrr_jax.train import eval_plan, roles_of, step_spec
 from mrr_jax.train_config import STAGES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -76,7 +75,7 @@ def test_config_loads_and_the_trainer_accepts_it(name, arg):
     assert spec.exits == tuple(range(c.model.start_layer, L + 1))
     assert spec.lora_scale == c.lora.alpha / c.lora.rank
     for p in c.eval.plans:  # as the trainer's evaluate reads them
-        Plan.parse("" if p == "full" else p).resolve(L)
+        eval_plan(p, L)
     if stage == "stage1":
         assert roles == ["stage1"] and dict(spec.weights)["self"] > 0
         assert c.model.init_adapters == ()

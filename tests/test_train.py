@@ -220,7 +220,7 @@ def test_paired_statistics_by_hand():
     assert paired([0.2] * 5, [0.7] * 5)["ci95"] == pytest.approx([0.5, 0.5])
 
 
-def test_train_eval_reproduces_the_runs_first_and_last_eval(tmp_path, example_data):
+def test_train_eval_reproduces_the_runs_first_and_last_eval(tmp_path, example_data, capsys):
     """``mrr_jax.train_eval`` on a finished run: its "start" numbers are the run's step-0 eval
     and its "trained" numbers the run's final eval (same dev groups, same plans), and adapters
     of another config are refused."""
@@ -247,4 +247,10 @@ def test_train_eval_reproduces_the_runs_first_and_last_eval(tmp_path, example_da
         assert p["mrr@10"]["change"] == pytest.approx(p["trained"]["mrr@10"]
                                                       - p["start"]["mrr@10"])
         assert p["mrr@10"]["up"] + p["mrr@10"]["down"] + p["mrr@10"]["same"] == n
+    capsys.readouterr()
     assert train_eval.main([*args, "--config.lora.rank=8"]) == 2  # another config's adapters
+    assert "trained with another config" in capsys.readouterr().err
+    empty = tmp_path / "unfinished"  # a workdir without final adapters: clear error, no file
+    assert train_eval.main(["--config", TINY, "--workdir", str(empty)]) == 2
+    assert "no such adapter (has the run finished?)" in capsys.readouterr().err
+    assert not empty.exists()

@@ -53,7 +53,7 @@ import sys
 import sysconfig
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,17 +205,17 @@ def _bm25(corpus: dict[str, Doc]):
     return retriever, tokenize
 
 
-def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int) -> Run:
+def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int, index=None) -> Run:
     """BM25 top-``k`` over ``corpus`` (``Doc.passage``) for ``queries``; zero scores dropped.
 
     ``bm25s`` with PyStemmer English stemming and English stopwords; scores rounded to 6
-    decimals (they are float32).
+    decimals (they are float32). ``index``: ``_bm25(corpus)``, built here if not given.
     """
     qids = list(queries)
     if not qids:
         return {}
     docids = list(corpus)
-    retriever, tokenize = _bm25(corpus)
+    retriever, tokenize = index or _bm25(corpus)
     idx, scores = retriever.retrieve(tokenize([queries[q] for q in qids]),
                                      k=min(k, len(docids)), show_progress=False, n_threads=1)
     run: Run = {}
@@ -224,10 +224,11 @@ def bm25_run(corpus: dict[str, Doc], queries: dict[str, str], k: int) -> Run:
     return run
 
 
-def bm25_scores(corpus: dict[str, Doc], queries: dict[str, str]) -> dict[str, np.ndarray]:
+def bm25_scores(corpus: dict[str, Doc], queries: dict[str, str],
+                index=None) -> dict[str, np.ndarray]:
     """Every query's BM25 score of every document (in ``corpus`` order), float32, as
-    :func:`bm25_run` scores them."""
-    retriever, tokenize = _bm25(corpus)
+    :func:`bm25_run` scores them (``index`` as there)."""
+    retriever, tokenize = index or _bm25(corpus)
     qids = list(queries)
     return {q: np.asarray(retriever.get_scores(t), np.float32)
             for q, t in zip(qids, tokenize([queries[q] for q in qids]))}
@@ -275,21 +276,22 @@ def build(out: PathLike, *, max_docs: int = 3000, max_words: int = 200, top_k: i
     beir.write_queries(out / "queries.jsonl", dict(sorted(all_queries.items())))
     stats_bm25: dict[str, dict[str, float]] = {}
     flag_rows: dict[str, int] = {}
+    index = _bm25(corpus)
     for split in SPLITS:
         beir.write_qrels(out / "qrels" / f"{split}.tsv", qrels[split])
-        run = bm25_run(corpus, queries[split], top_k)
+        run = bm25_run(corpus, queries[split], top_k, index)
         trec.write_run(out / "bm25" / f"{split}.trec", run, tag="bm25")
         if qrels[split]:
             stats_bm25[split] = {m: round(v, 4) for m, v in
                                  evaluate_run(run, qrels[split], METRICS).items()}
         if split in ("train", "dev"):
+            teacher = bm25_scores(corpus, queries[split], index) if split == "train" else None
             rows = list(_flag_rows(corpus, queries[split], qrels[split], run, negatives,
-                                   neg_depth))
-            flag_rows[split] = write_flag(out / f"{split}.jsonl", rows)
-        if split == "train":  # the same rows with BM25 as the external teacher
-            rows = list(_flag_rows(corpus, queries[split], qrels[split], run, negatives,
-                                   neg_depth, bm25_scores(corpus, queries[split])))
-            write_flag(out / "train_bm25.jsonl", rows)
+                                   neg_depth, teacher))
+            flag_rows[split] = write_flag(out / f"{split}.jsonl", [
+                replace(r, pos_scores=None, neg_scores=None) for r in rows])
+            if teacher is not None:  # the same rows with BM25 as the external teacher
+                write_flag(out / "train_bm25.jsonl", rows)
 
     stats = {
         "source": f"docstrings of the Python {platform.python_version()} standard library "
