@@ -30,7 +30,7 @@ fsdp=16 (D = 3584 splits evenly), which leaves a 16 GB v5e chip room for one gat
 (256-wide heads, 14336-wide MLP), the LoRA/Adam state and its 32 rows of activations.
 """
 
-from mrr_jax.train_config import paper_recipe
+from mrr_jax.training.config import paper_recipe
 
 
 def get_config(arg: str = "stage1"):

@@ -28,7 +28,7 @@ room for one gathered layer, the LoRA/Adam state and its 32 rows of activations.
 chips raise ``mesh.fsdp`` to 16.
 """
 
-from mrr_jax.train_config import paper_recipe
+from mrr_jax.training.config import paper_recipe
 
 
 def get_config(arg: str = "stage1"):

@@ -15,7 +15,7 @@ mistralai/Mistral-7B-v0.1 (safetensors, bfloat16 is fine; no hub downloads here)
 folded into the base. ``data.dev`` is empty (no periodic evaluation); give
 ``--config.data.dev=dev.jsonl`` to evaluate ``eval.plans`` on it.
 
-ARG (the stage; ``mrr_jax.train_config.parse_stage``):
+ARG (the stage; ``mrr_jax.training.config.parse_stage``):
 
 - ``stage1`` (default): cascaded self-distillation; ratio in {1, 2, 4, 8} drawn per step, each of
   layers 4, 8, ..., 28 compresses with p=0.5; anchors 8, 16, 24, 32; lr 2e-4; save every 100.
@@ -26,7 +26,7 @@ ARG (the stage; ``mrr_jax.train_config.parse_stage``):
   ratio (a third of the steps each); ``--config.compress.ratios=(4,)`` picks any other set.
 - ``joint``: V and H(2), H(4), H(8) together (as the paper describes), ratios {1, 2, 4, 8}.
 
-The recipe (``mrr_jax.train_config.paper_recipe``, which every big-model config uses): LoRA
+The recipe (``mrr_jax.training.config.paper_recipe``, which every big-model config uses): LoRA
 r=32, alpha=64, dropout 0.1 on q, k, v, o, gate, up, down and the exit heads; groups of 16
 (1 positive + 15 negatives); queries cut at 32 tokens, passages at 192; 128 queries (2,048
 pairs) per optimizer step = 32 queries per micro-batch x 4 accumulated; AdamW (0.9, 0.999,
@@ -45,7 +45,7 @@ micro-batch has (224 tokens each, rematerialised). On chips with less memory rai
 ``mesh.fsdp`` to 16. The 512 rows of a micro-batch must split over data x fsdp devices.
 """
 
-from mrr_jax.train_config import paper_recipe
+from mrr_jax.training.config import paper_recipe
 
 NUM_LAYERS = 32  # Mistral-7B-v0.1: compress.layers 4, 8, ..., 28; anchors 8, 16, 24, 32
 

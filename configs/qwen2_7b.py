@@ -27,7 +27,7 @@ evenly), which leaves a 16 GB v5e chip room for one gathered layer, the LoRA/Ada
 its 32 rows of activations. On smaller chips raise ``mesh.fsdp`` to 16.
 """
 
-from mrr_jax.train_config import paper_recipe
+from mrr_jax.training.config import paper_recipe
 
 
 def get_config(arg: str = "stage1"):

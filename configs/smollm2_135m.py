@@ -15,7 +15,7 @@ README's results.
 Exits 4..30, compression candidates 4, 8, ..., 28, anchors 8, 16, 24, 30.
 """
 
-from mrr_jax.train_config import default_config
+from mrr_jax.training.config import default_config
 
 
 def get_config(arg: str = "stage1"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
-from mrr_jax.pyconfig import load_config
+from mrr_jax.runtime.pyconfig import load_config
 
 
 def get_config(arg: str = "stage1"):

@@ -7,7 +7,7 @@
 ARG (optional) is the stage: stage1 (default), vertical, horizontal or joint.
 """
 
-from mrr_jax.train_config import default_config
+from mrr_jax.training.config import default_config
 
 
 def get_config(arg: str = "stage1"):

@@ -1,4 +1,5 @@
-"""Test setup: 8 host CPU devices (set before jax is imported) and shared fixtures."""
+"""Test setup: 8 host CPU devices (set before jax is imported) and the golden fixtures in
+``tests/fixtures/`` (the authors' scores; provenance in its README)."""
 
 import os
 
@@ -10,22 +11,19 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def reference() -> dict:
-    """The authors' golden scores (../shared/fixtures/reference_scores.json)."""
-    f = FIXTURES / "reference_scores.json"
-    if not f.is_file():
-        pytest.fail(f"fixtures not found at {f}; the repo must sit beside shared/")
-    return json.loads(f.read_text())
+    """The authors' golden scores (tests/fixtures/reference_scores.json)."""
+    return json.loads((FIXTURES / "reference_scores.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct converted once to an HF directory (cached)."""
-    from mrr_jax.assets import smollm2_dir as get
+    from mrr_jax.weights.assets import smollm2_dir as get
 
     return get()
 

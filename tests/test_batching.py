@@ -3,8 +3,8 @@
 import pytest
 
 from mrr_jax import Plan
-from mrr_jax.batching import batch_bucket, bucket_length, pack, plan_batches
-from mrr_jax.template import EncodedPair
+from mrr_jax.inputs.batching import batch_bucket, bucket_length, pack, plan_batches
+from mrr_jax.inputs.template import EncodedPair
 
 
 def test_bucket_lengths_cover_pad_little_and_are_few():

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from mrr_jax import bench
+from mrr_jax.experiments import bench
 
 
 def test_text_pairs_are_deterministic_and_long_enough():

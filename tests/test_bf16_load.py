@@ -12,8 +12,8 @@ import pytest
 import torch
 import transformers
 
-from mrr_jax.checkpoint.hf import SafetensorsFile, load_hf_dir, safetensors_files
-from mrr_jax.model import lm_forward
+from mrr_jax.core.decoder import lm_forward
+from mrr_jax.weights.hf import SafetensorsFile, load_hf_dir, safetensors_files
 
 LENGTHS = [11, 6]
 

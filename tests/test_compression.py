@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mrr_jax import Plan, Reranker
-from mrr_jax.compress import merge, select
-from mrr_jax.config import ModelConfig
-from mrr_jax.scoring import compress_step
+from mrr_jax.core.compress import merge, select
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.forward import compress_step
 
 TINY = ModelConfig(family="llama", vocab_size=64, hidden_size=32, intermediate_size=48,
                    num_layers=8, num_heads=4, num_kv_heads=2, head_dim=8, rms_norm_eps=1e-6,
@@ -152,9 +152,9 @@ def test_exits_before_the_first_compression_equal_the_uncompressed_exits(plan):
 
 
 def test_lengths_follow_nested_ceilings():
-    from mrr_jax import batching
-    from mrr_jax.scoring import score_forward
-    from mrr_jax.template import EncodedPair
+    from mrr_jax.core.forward import score_forward
+    from mrr_jax.inputs import batching
+    from mrr_jax.inputs.template import EncodedPair
 
     rr = tiny_reranker()
     plan = Plan.parse("compress=2:3,4:2,6:4")
@@ -205,7 +205,7 @@ def test_bfloat16_runs_and_stays_close():
 
 
 def test_one_program_per_plan_and_shape_bucket():
-    from mrr_jax.scoring import score_forward
+    from mrr_jax.core.forward import score_forward
 
     rr = tiny_reranker(seed=5)
     rows = random_rows(4, seed=9)

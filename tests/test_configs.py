@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mrr_jax.config import ModelConfig
-from mrr_jax.pyconfig import load_config, load_config_dict
-from mrr_jax.score import JobConfig, parse_plan
-from mrr_jax.train import eval_plan, roles_of, step_spec
-from mrr_jax.train_config import STAGES
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.runtime.pyconfig import load_config, load_config_dict
+from mrr_jax.scoring_job.job import JobConfig, parse_plan
+from mrr_jax.training.config import STAGES
+from mrr_jax.training.loop import eval_plan, roles_of, step_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SCORING = {"score_stdlib"}  # scoring-job configs (mrr_jax.score), not training ones
+SCORING = {"score_stdlib"}  # scoring-job configs (mrr_jax.scoring_job.job), not training ones
 
 # The real backbones' shapes (family, L, D, F, N, K, H, V).
 REAL = {

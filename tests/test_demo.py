@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from mrr_jax import ablation, demo
+from mrr_jax.experiments import ablation, demo
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
 ARGS = ["--config", TINY, "--steps", "2", "--stage2-steps", "2", "--max-queries", "3",

@@ -9,8 +9,8 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from mrr_jax import Plan, Reranker
-from mrr_jax.checkpoint.hf import load_hf_dir
-from mrr_jax.config import ModelConfig
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.weights.hf import load_hf_dir
 
 TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=6,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)

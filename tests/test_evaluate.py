@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mrr_jax.data import DataError, beir, trec
-from mrr_jax.evaluate import (
+from mrr_jax.evaluation.evaluate import (
     canonical_metric,
     evaluate_per_query,
     evaluate_run,

@@ -12,7 +12,7 @@ import pytest
 
 from mrr_jax.data import beir, check_ids, flag, trec
 from mrr_jax.data.example import SPLITS, build, harvest, main, split_docstring, split_of
-from mrr_jax.evaluate import evaluate_run
+from mrr_jax.evaluation.evaluate import evaluate_run
 
 REPO = Path(__file__).resolve().parents[1]
 CAP = 300  # passages: small, to keep the test fast

@@ -70,9 +70,9 @@ def test_text_api_reproduces_reference_token_ids(ref_model, reference):
 def test_lengths_after_compression_match_reference(ref_model, reference, name):
     import jax.numpy as jnp
 
-    from mrr_jax import batching
-    from mrr_jax.scoring import score_forward
-    from mrr_jax.template import EncodedPair
+    from mrr_jax.core.forward import score_forward
+    from mrr_jax.inputs import batching
+    from mrr_jax.inputs.template import EncodedPair
 
     rows = [EncodedPair.from_ids(*r) for r in zip(*_inputs(reference))]
     arrays = batching.pack(rows, 16)
@@ -106,8 +106,8 @@ def test_default_mode_on_real_model(smollm2_dir, reference):
 def test_batches_follow_the_reference_length_order(reference):
     """Batches are formed in the reference's order (token length, longest first, stable), so
     compat mode groups pairs as the authors' code does for any batch size."""
-    from mrr_jax.batching import plan_batches
-    from mrr_jax.template import EncodedPair
+    from mrr_jax.inputs.batching import plan_batches
+    from mrr_jax.inputs.template import EncodedPair
 
     rows = [EncodedPair.from_ids(*r) for r in zip(*_inputs(reference))]
     assert plan_batches(rows, 16)[0] == reference["runs"]["a"]["batched"]["row_order"]

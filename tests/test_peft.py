@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrr_jax import lora
-from mrr_jax.checkpoint import peft as mpeft
-from mrr_jax.config import ModelConfig
-from mrr_jax.lora import Adapter, LoraConfig
+from mrr_jax.core import lora
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.lora import Adapter, LoraConfig
+from mrr_jax.weights import peft as mpeft
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -135,8 +135,8 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_logits_match_peft(case, tmp_path):
-    from mrr_jax.checkpoint.hf import load_hf_dir
-    from mrr_jax.model import lm_forward
+    from mrr_jax.core.decoder import lm_forward
+    from mrr_jax.weights.hf import load_hf_dir
 
     cls, extra = CASES[case]
     model = _random_hf(cls(), extra)
@@ -182,7 +182,7 @@ def test_heads_load_into_costwise_lm_head(tmp_path):
     PEFT's scale, alongside the layer targets."""
     model = _random_hf(transformers.LlamaConfig, dict(tie_word_embeddings=False))
     model.save_pretrained(tmp_path / "base")
-    from mrr_jax.checkpoint.hf import load_hf_dir
+    from mrr_jax.weights.hf import load_hf_dir
 
     cfg, params = load_hf_dir(tmp_path / "base")
     n_exits = cfg.num_layers - START + 1

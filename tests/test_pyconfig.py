@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mrr_jax.pyconfig import load_config
-from mrr_jax.score import parse_config
+from mrr_jax.runtime.pyconfig import load_config
+from mrr_jax.scoring_job.job import parse_config
 
 
 def test_python_config_with_arg_and_flag_override():

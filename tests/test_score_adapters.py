@@ -11,10 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from mrr_jax import Reranker, score
-from mrr_jax.checkpoint.adapters import save_adapter
+from mrr_jax import Reranker
+from mrr_jax.core.lora import LoraConfig, init_lora
 from mrr_jax.data import beir, trec
-from mrr_jax.lora import LoraConfig, init_lora
+from mrr_jax.scoring_job import job as score
+from mrr_jax.weights.adapters import save_adapter
 
 PLANS = ["full", "depth=5 compress=4:2"]
 LENGTHS = dict(max_length=40, query_max_length=8)

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrr_jax import Plan, Reranker, score
-from mrr_jax.batching import batch_bucket, padded_width, plan_batches
+from mrr_jax import Plan, Reranker
 from mrr_jax.data import beir, trec
-from mrr_jax.score import group_plans
-from mrr_jax.template import EncodedPair
+from mrr_jax.inputs.batching import batch_bucket, padded_width, plan_batches
+from mrr_jax.inputs.template import EncodedPair
+from mrr_jax.scoring_job import job as score
+from mrr_jax.scoring_job.job import group_plans
 
 REPO = Path(__file__).resolve().parents[1]
 

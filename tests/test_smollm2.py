@@ -13,9 +13,9 @@ import torch
 import transformers
 
 from mrr_jax import Reranker
-from mrr_jax.assets import smollm2_gguf_path
-from mrr_jax.checkpoint.hf import load_hf_dir
-from mrr_jax.model import lm_forward
+from mrr_jax.core.decoder import lm_forward
+from mrr_jax.weights.assets import smollm2_gguf_path
+from mrr_jax.weights.hf import load_hf_dir
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +70,9 @@ def test_last_exit_score_is_yes_logit(smollm2_dir, loaded):
 
 
 def test_gguf_direct_equals_converted_directory(smollm2_dir, loaded):
-    from mrr_jax.checkpoint.gguf import read_gguf
-    from mrr_jax.checkpoint.hf import assemble_params
-    from mrr_jax.config import ModelConfig
+    from mrr_jax.core.config import ModelConfig
+    from mrr_jax.weights.gguf import read_gguf
+    from mrr_jax.weights.hf import assemble_params
 
     ckpt = read_gguf(smollm2_gguf_path())
     cfg_g = ModelConfig.from_hf(ckpt.hf_config)

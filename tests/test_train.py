@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from mrr_jax import sharding, train, train_step
-from mrr_jax.checkpoint.adapters import read_adapter
-from mrr_jax.lora import LoraConfig, init_lora
-from mrr_jax.pyconfig import load_config_dict
-from mrr_jax.train_data import TrainData
+from mrr_jax.core.lora import LoraConfig, init_lora
+from mrr_jax.inputs.groups import TrainData
+from mrr_jax.runtime import sharding
+from mrr_jax.runtime.pyconfig import load_config_dict
+from mrr_jax.training import loop as train
+from mrr_jax.training import step as train_step
+from mrr_jax.weights.adapters import read_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.py")
@@ -211,7 +213,7 @@ def test_two_processes_train_like_one(uninterrupted, tmp_path, example_data):
 
 # ----------------------------------------------------------------------------- train_eval
 def test_paired_statistics_by_hand():
-    from mrr_jax.train_eval import paired
+    from mrr_jax.training.compare import paired
 
     p = paired([0.5, 1.0, 0.25, 1.0], [1.0, 1.0, 0.5, 0.5])
     assert p["change"] == pytest.approx((0.5 + 0 + 0.25 - 0.5) / 4)
@@ -221,10 +223,10 @@ def test_paired_statistics_by_hand():
 
 
 def test_train_eval_reproduces_the_runs_first_and_last_eval(tmp_path, example_data, capsys):
-    """``mrr_jax.train_eval`` on a finished run: its "start" numbers are the run's step-0 eval
+    """``mrr_jax.training.compare`` on a finished run: its "start" numbers are the run's step-0 eval
     and its "trained" numbers the run's final eval (same dev groups, same plans), and adapters
     of another config are refused."""
-    from mrr_jax import train_eval
+    from mrr_jax.training import compare as train_eval
 
     work = tmp_path / "run"
     dev = f"--config.data.dev={example_data / 'dev.jsonl'}"

@@ -1,4 +1,4 @@
-"""The training input pipeline (mrr_jax.train_data): reading, groups, order, sharding, shapes."""
+"""The training input pipeline (mrr_jax.inputs.groups): reading, groups, order, sharding, shapes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from mrr_jax.data.errors import DataError
-from mrr_jax.template import DEFAULT_PROMPT, load_tokenizer
-from mrr_jax.train_data import (
+from mrr_jax.inputs.groups import (
     DevGroups,
     TrainData,
     dev_groups,
@@ -20,6 +19,7 @@ from mrr_jax.train_data import (
     load_flag_dataset,
     sample_group,
 )
+from mrr_jax.inputs.template import DEFAULT_PROMPT, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +394,7 @@ def test_real_example_dataset(example_data, tok):
 
 
 def _check_dev(dev: DevGroups, tok) -> None:
-    from mrr_jax.evaluate import evaluate_run
+    from mrr_jax.evaluation.evaluate import evaluate_run
 
     qd, g = dev.batch.num_queries, dev.batch.group_size
     assert len(dev.qids) == qd and len(dev.row_docid) == qd * g == len(dev.label)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mrr_jax.assets import smollm2_dir
 from mrr_jax.data import beir
 from mrr_jax.data.example import bm25_scores
-from mrr_jax.template import load_tokenizer
-from mrr_jax.train import dev_metrics
-from mrr_jax.train_data import dev_groups
+from mrr_jax.inputs.groups import dev_groups
+from mrr_jax.inputs.template import load_tokenizer
+from mrr_jax.training.loop import dev_metrics
+from mrr_jax.weights.assets import smollm2_dir
 
 root = Path.home() / ".cache" / "mrr_jax" / "example"
 tok, bos = load_tokenizer(smollm2_dir())

@@ -245,7 +245,7 @@ def _mean(values: list[int]) -> float:
 def build(out: PathLike, *, max_docs: int = 3000, max_words: int = 200, top_k: int = 100,
           negatives: int = 15, neg_depth: int = 30, root: Path | None = None) -> dict[str, Any]:
     """Build the example dataset into ``out`` (see the module docstring); return the stats."""
-    from mrr_jax.evaluate import evaluate_run
+    from mrr_jax.evaluation.evaluate import evaluate_run
 
     if max_docs < 10 or max_words < 1 or top_k < 1 or negatives < 1 or neg_depth < 1:
         raise ValueError("max_docs >= 10 and positive max_words, top_k, negatives, neg_depth")
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from mrr_jax.evaluate import format_table
+    from mrr_jax.evaluation.evaluate import format_table
 
     print(f"{out}: {stats['docs']} passages from {stats['source']}; queries "
           + ", ".join(f"{s} {n}" for s, n in stats["queries"].items()))

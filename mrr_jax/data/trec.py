@@ -6,7 +6,7 @@ non-numeric rank or score, a non-finite score, a duplicate ``(qid, docid)`` pair
 :class:`DataError` naming the file, the 1-based line and the column.
 
 Ranking order, used by :func:`ranking`, :func:`write_run`, :func:`top_k` and by
-``mrr_jax.evaluate``: score descending, ties broken by docid ascending (string order), so a
+``evaluation.evaluate``: score descending, ties broken by docid ascending (string order), so a
 written run's ranks are exactly the order the metrics see.
 """
 

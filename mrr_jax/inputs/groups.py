@@ -31,7 +31,7 @@ Tokens (the reference's training truncation). ``"A: " + query`` is cut to ``quer
 tokens; ``"B: " + passage`` is cut to ``passage_max_len + query_max_len // 2`` tokens and then
 so that the whole sequence -- query, passage and prompt segments -- fits in
 ``query_max_len + passage_max_len`` tokens (224 with the defaults); the prompt is never cut.
-Rows are laid out in the model's three regions (see :func:`mrr_jax.scoring.score_forward`),
+Rows are laid out in the model's three regions (see :func:`mrr_jax.core.forward.score_forward`),
 left-aligned and padded with ``pad_id``, at static widths so only a few XLA programs compile:
 ``Qb`` is fixed (the longest possible query segment, bucketed), ``Rb`` is fixed per dataset
 (the bucket of its longest prompt segment: the default prompt's unless rows carry longer ones),
@@ -55,11 +55,11 @@ from typing import Any
 import numpy as np
 import tokenizers
 
-from mrr_jax.batching import bucket_length
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike, iter_lines
 from mrr_jax.data.flag import iter_flag
-from mrr_jax.template import DEFAULT_PROMPT, EncodedPair, PairTemplate
+from mrr_jax.inputs.batching import bucket_length
+from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate
 
 __all__ = ["DevGroups", "GroupEncoder", "TrainBatch", "TrainData", "dev_groups", "fixed_group",
            "load_flag_dataset", "sample_group"]
@@ -98,7 +98,7 @@ def _files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
 
 def _file_key(path: Path) -> dict[str, Any]:
     """What identifies one version of a file in the HF cache key: path, size, mtime, SHA-256."""
-    from mrr_jax.assets import sha256_file
+    from mrr_jax.weights.assets import sha256_file
 
     st = path.stat()
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -308,7 +308,7 @@ class TrainBatch:
 class GroupEncoder:
     """Tokenizes query groups into the static region layout (see the module docstring).
 
-    ``tokenizer``/``bos_id``: as from :func:`mrr_jax.template.load_tokenizer`. ``prompt``: the
+    ``tokenizer``/``bos_id``: as from :func:`inputs.template.load_tokenizer`. ``prompt``: the
     default prompt (a row's own ``prompt`` replaces it). ``passage_buckets``: the allowed
     passage widths ``Pb`` (default: one bucket holding the longest possible passage segment,
     ``passage_max_len + query_max_len // 2`` bucketed); the largest must hold that maximum.

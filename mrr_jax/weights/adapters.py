@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
-from mrr_jax.config import ModelConfig
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.lora import Adapter, LoraConfig
 from mrr_jax.data.fileio import atomic_write_bytes
-from mrr_jax.lora import Adapter, LoraConfig
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -78,7 +78,7 @@ def read_adapter(path: str | Path) -> tuple[dict, dict[str, Any]]:
     meta = json.loads(conf.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{conf}: format {meta.get('format')!r}, expected {FORMAT!r} (a PEFT "
-                         "adapter? load those with mrr_jax.checkpoint.peft)")
+                         "adapter? load those with mrr_jax.weights.peft)")
     return unflatten(safetensors.numpy.load_file(str(path / WEIGHTS_NAME))), meta
 
 

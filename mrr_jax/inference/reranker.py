@@ -12,15 +12,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mrr_jax import batching, compile_cache
-from mrr_jax.checkpoint.adapters import load_adapter, read_adapter
-from mrr_jax.checkpoint.hf import assemble_params, load_hf_dir
-from mrr_jax.config import ModelConfig
-from mrr_jax.lora import Adapter, fold
-from mrr_jax.model import Params, lm_head_weight
-from mrr_jax.plan import Plan
-from mrr_jax.scoring import score_forward
-from mrr_jax.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.decoder import Params, lm_head_weight
+from mrr_jax.core.forward import score_forward
+from mrr_jax.core.lora import Adapter, fold
+from mrr_jax.core.plan import Plan
+from mrr_jax.inputs import batching
+from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
+from mrr_jax.runtime import compile_cache
+from mrr_jax.weights.adapters import load_adapter, read_adapter
+from mrr_jax.weights.hf import assemble_params, load_hf_dir
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 COMPAT = ("default", "reference")
@@ -47,7 +48,7 @@ class PlanAdapter:
         stage-1-like adapter applied to every plan)."""
         conf = Path(path) / "adapter_config.json"
         if conf.is_file() and "peft_type" in json.loads(conf.read_text()):
-            from mrr_jax.checkpoint.peft import load_peft
+            from mrr_jax.weights.peft import load_peft
 
             tree, lcfg = load_peft(path, cfg, start_layer)
             return cls(Adapter(tree, lcfg.scale, 0.0))
@@ -143,7 +144,7 @@ class Reranker:
             raise FileNotFoundError(f"{path}: no such model directory or file")
         np_dtype = np.float32
         if path.suffix == ".gguf":
-            from mrr_jax.checkpoint.gguf import read_gguf
+            from mrr_jax.weights.gguf import read_gguf
 
             ckpt = read_gguf(path)
             cfg = ModelConfig.from_hf(ckpt.hf_config, source=str(path))
@@ -224,7 +225,7 @@ class Reranker:
 
     def encode(self, pairs: Sequence[tuple[str, str]], max_length: int = 512,
                query_max_length: int | None = None) -> list[EncodedPair]:
-        """Tokenizes pairs with this model's template (see ``mrr_jax.template``)."""
+        """Tokenizes pairs with this model's template (see ``mrr_jax.inputs.template``)."""
         if self.tokenizer is None:
             raise ValueError("this Reranker has no tokenizer (no tokenizer.json where it was "
                              "loaded from); use score_tokens(...) with token ids")

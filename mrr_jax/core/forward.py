@@ -1,12 +1,12 @@
 """The Matryoshka scoring forward: run a plan's layers, compress the passage, score the exits.
 
 Inputs are laid out in three left-aligned, padded regions so that compression has static
-shapes (see ``mrr_jax.batching``)::
+shapes (see ``mrr_jax.inputs.batching``)::
 
     [ query (Qb slots) | passage (Pb slots) | prompt (Rb slots) | probe (1 slot, compat only) ]
 
 Every token carries its logical position (query 0..q-1, passage q..q+P-1, prompt after), and
-attention is causal over positions (``mrr_jax.model``), so this layout computes exactly what the
+attention is causal over positions (``core.decoder``), so this layout computes exactly what the
 contiguous right-padded sequence computes. Compression shrinks only the passage region,
 Pb -> ceil(Pb / r), and renumbers positions contiguously from 0 as the authors' code does.
 
@@ -24,11 +24,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mrr_jax import compress as compress_lib
-from mrr_jax.config import ModelConfig
-from mrr_jax.lora import Adapter, head_scores
-from mrr_jax.model import Params, embed, rms_norm, run_layers
-from mrr_jax.plan import Plan
+from mrr_jax.core import compress as compress_lib
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.decoder import Params, embed, rms_norm, run_layers
+from mrr_jax.core.lora import Adapter, head_scores
+from mrr_jax.core.plan import Plan
 
 
 def _layout(q_len, p_len, r_len, qb: int, pb: int, rb: int, probe_pos):
@@ -73,7 +73,7 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     q_len, p_len, r_len [B] int32: their real lengths (r_len >= 1). padded_length [] int32:
     the batch's padded length in the authors' code (compat only; else ignored).
     heads [E_all, D]: exit heads indexed by layer - start_layer. ``adapters``: LoRA trees
-    applied at run time (their deltas add; ``mrr_jax.lora``).
+    applied at run time (their deltas add; ``mrr_jax.core.lora``).
     Returns scores [E, B] float32 for ``exits`` (sorted, within start_layer..depth). With
     ``return_aux`` also a dict: ``features`` [E, B, D] (the final-normed states scored),
     ``lengths`` [C, B] (each row's sequence length after each of the C compressions) and, with

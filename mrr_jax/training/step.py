@@ -3,7 +3,7 @@
 Per micro-batch (METHOD.md §5.3-5.4, §6): draw a sub-model -- a ratio from ``ratios`` and, for
 each candidate compress layer, a coin with probability ``compress_prob`` -- run the compressed
 student pass and (when distillation or its weight is on) the full-width pass, whose exits are
-the stop-gradient teachers, and take the loss of ``mrr_jax.losses``. Sampling happens inside
+the stop-gradient teachers, and take the loss of ``training.losses``. Sampling happens inside
 the program with traced values (``scoring.score_masked``), so one compiled program serves every
 sub-model. Gradient accumulation is a ``lax.scan`` over the micro-batches of the step; the
 frozen base only ever enters as an argument that is not differentiated.
@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mrr_jax import losses
-from mrr_jax.config import ModelConfig
-from mrr_jax.lora import Adapter
-from mrr_jax.scoring import score_masked
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.forward import score_masked
+from mrr_jax.core.lora import Adapter
+from mrr_jax.training import losses
 
 BATCH_KEYS = ("q_ids", "p_ids", "r_ids", "q_len", "p_len", "r_len", "teacher", "teacher_mask")
 

@@ -1,7 +1,7 @@
 """LoRA adapters as separate parameter trees (DESIGN.md §2), applied at run time or folded.
 
 An adapter never touches the frozen base tree; it is its own pytree with the base's stacked
-layout (letters as in ``mrr_jax.model``, ``r`` the LoRA rank)::
+layout (letters as in ``mrr_jax.core.decoder``, ``r`` the LoRA rank)::
 
     layers/q    a [L, D, r]      b [L, r, N, H]
     layers/k, v a [L, D, r]      b [L, r, K, H]

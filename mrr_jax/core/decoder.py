@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mrr_jax import lora as lora_lib
-from mrr_jax.config import ModelConfig
-from mrr_jax.lora import Adapter
+from mrr_jax.core import lora as lora_lib
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.lora import Adapter
 
 Params = dict
 _NEG = float(np.finfo(np.float32).min)
@@ -201,7 +201,7 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
                remat: bool = False):
     """Runs decoder layers ``start..stop-1`` as one ``lax.scan`` over the stacked weights.
 
-    ``adapters``: LoRA trees added to the layer weights at run time (``mrr_jax.lora``); ``rng``
+    ``adapters``: LoRA trees added to the layer weights at run time (``mrr_jax.core.lora``); ``rng``
     turns on their dropout (training); ``remat`` recomputes each layer in the backward pass.
 
     x [B, T, D]; positions [B, T] int; valid [B, T] bool. Per layer it can record

@@ -6,8 +6,8 @@ adapted ``nn.Linear`` (weight ``[out, in]``) contributes two tensors::
     base_model.model.<module path>.lora_A.weight   [r, in]
     base_model.model.<module path>.lora_B.weight   [out, r]
 
-with ``W_eff = W + (lora_alpha / r) * B @ A``, the scale ``mrr_jax.lora`` uses. Our adapter
-tree (``mrr_jax.lora``) keeps ``a`` [*in, r] and ``b`` [r, *out] in the base's einsum layout,
+with ``W_eff = W + (lora_alpha / r) * B @ A``, the scale ``mrr_jax.core.lora`` uses. Our adapter
+tree (``mrr_jax.core.lora``) keeps ``a`` [*in, r] and ``b`` [r, *out] in the base's einsum layout,
 so ``A = a.reshape(in, r).T`` and ``B = b.reshape(r, out).T`` (the head axes of q/k/v/o flatten
 to HF's ``heads * head_dim`` in HF's own rotate-half order, as ``keymaps`` does for the base).
 
@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
-from mrr_jax.checkpoint.hf import SafetensorsFile
-from mrr_jax.config import ModelConfig
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.core.lora import TARGETS, LoraConfig
 from mrr_jax.data.fileio import atomic_write_bytes
-from mrr_jax.lora import TARGETS, LoraConfig
+from mrr_jax.weights.hf import SafetensorsFile
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -139,7 +139,7 @@ def peft_config(lora_cfg: LoraConfig, targets: list[str], base_model_name_or_pat
 
 def export_peft(out_dir: str | Path, params: dict, lora_cfg: LoraConfig, model_cfg: ModelConfig,
                 start_layer: int, base_model_name_or_path: str = "") -> Path:
-    """Writes the adapter tree ``params`` (layout of ``mrr_jax.lora``) as a PEFT LoRA folder
+    """Writes the adapter tree ``params`` (layout of ``mrr_jax.core.lora``) as a PEFT LoRA folder
     (float32 weights) and returns the folder. Head entry ``e`` goes to ``lm_head.{e}.linear_head``
     (the authors' exit heads; see the module docstring)."""
     n_exits = _num_exits(model_cfg, start_layer)
@@ -164,7 +164,7 @@ def export_peft(out_dir: str | Path, params: dict, lora_cfg: LoraConfig, model_c
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """(name -> float32 array, metadata) of a safetensors file; float16/bfloat16 are widened
-    (numpy has no bfloat16: the file is decoded by :class:`mrr_jax.checkpoint.hf.SafetensorsFile`
+    (numpy has no bfloat16: the file is decoded by :class:`mrr_jax.weights.hf.SafetensorsFile`
     rather than by ``safetensors.numpy``)."""
     st = SafetensorsFile(path)
     out: dict[str, np.ndarray] = {}

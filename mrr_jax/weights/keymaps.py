@@ -2,14 +2,14 @@
 
 Each entry: HF suffix under ``model.layers.{i}.`` -> (our key under ``layers/``, kind). The kind
 says how to reshape the HF tensor (``nn.Linear`` stores [out, in]) into our einsum layout; see
-``mrr_jax.model`` for the letters.
+``mrr_jax.core.decoder`` for the letters.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mrr_jax.config import ModelConfig
+from mrr_jax.core.config import ModelConfig
 
 _ATTN = {
     "self_attn.q_proj.weight": ("q", "in_heads_q"),

@@ -25,8 +25,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from mrr_jax.checkpoint import keymaps
-from mrr_jax.config import ModelConfig
+from mrr_jax.core.config import ModelConfig
+from mrr_jax.weights import keymaps
 
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 # Buffers some exporters write that carry no weights.
@@ -143,7 +143,7 @@ def iter_safetensors(files: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
 
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                     dtype=np.float32, source: str = "checkpoint") -> dict:
-    """Builds the stacked param tree (see ``mrr_jax.model``) from HF-named tensors.
+    """Builds the stacked param tree (see ``mrr_jax.core.decoder``) from HF-named tensors.
 
     Every tensor's shape is checked; a missing or mis-shaped tensor raises an error naming it.
     Tensors no family uses are ignored with one warning."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mrr_jax.template import EncodedPair
+from mrr_jax.inputs.template import EncodedPair
 
 
 def bucket_length(n: int, minimum: int = 8) -> int:
@@ -74,7 +74,7 @@ def plan_batches(pairs: Sequence[EncodedPair], batch_size: int,
 
 
 def pack(rows: Sequence[EncodedPair], n_rows: int, multiple: int = 8) -> dict[str, np.ndarray]:
-    """Packs rows into the region layout of ``mrr_jax.scoring.score_forward``.
+    """Packs rows into the region layout of ``mrr_jax.core.forward.score_forward``.
 
     Returns q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] (int32, zero-padded), q_len, p_len,
     r_len [B] int32, and padded_length [] int32: the longest row rounded up to ``multiple``

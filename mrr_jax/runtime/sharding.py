@@ -1,7 +1,7 @@
 """The one place that talks to jax's sharding API: the (data, fsdp, tensor) mesh and the
 ``NamedSharding`` of every array the trainer touches.
 
-Rules, by the logical axes of each weight (letters as in ``mrr_jax.model``): the model axis D
+Rules, by the logical axes of each weight (letters as in ``mrr_jax.core.decoder``): the model axis D
 is split over ``fsdp``, heads (N, K) and the MLP axis F over ``tensor``; layer, head-dim, rank
 and exit axes are replicated. An axis that does not divide evenly stays replicated. Batches
 split their leading (row) axis over ``data`` x ``fsdp``. LoRA trees follow their base weight's

@@ -62,7 +62,7 @@ def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     Safe when several processes race: each converts into its own temporary directory, one
     rename wins and the others use the winner's directory.
     """
-    from mrr_jax.convert import convert_gguf
+    from mrr_jax.weights.convert import convert_gguf
 
     out = cache_root(cache_dir) / SMOLLM2_DIR_NAME
     if _complete(out):

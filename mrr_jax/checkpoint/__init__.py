@@ -1,1 +1,0 @@
-"""Checkpoint readers and writers (GGUF, Hugging Face)."""

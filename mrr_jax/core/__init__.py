@@ -1,0 +1,1 @@
+"""The model: config, parameter spec, decoder, LoRA, compression, plans, compiled forward."""

@@ -1,0 +1,1 @@
+"""Ranking metrics over runs, and the plan grid."""

@@ -1,0 +1,255 @@
+"""Plan grid: re-rank one split under several plans and put quality against cost.
+
+Command line::
+
+    python -m mrr_jax.grid --model DIR --data BEIR_DIR --split dev \\
+        --first-stage BEIR_DIR/bm25/dev.trec --top-k 20 \\
+        --plans "full;depth=20;compress=8:2" --out OUT [--max-queries N]
+
+For each plan: the ``top_k`` first-stage candidates of every evaluated query (judged relevant
+at least once; the first ``--max-queries`` in qid order) are re-ranked, the run is evaluated
+with ``evaluation.evaluate.evaluate_run`` (``nDCG@10``, ``RR@10``, ``R@<top_k>``), and the cost
+is recorded: predicted FLOPs per pair (``Plan.flops`` on each pair's real segment lengths,
+averaged; also relative to the full model) and wall seconds of scoring. Compilation is kept out
+of the seconds: every batch shape a plan will meet is compiled ahead (reported as
+``compile_seconds``) before the timed pass. Pairs are tokenized once, outside every timing. The
+first-stage run (cut to ``top_k``) is a baseline row with ``flops == 0``. With ``--out``,
+``mrr_jax.evaluation.evaluate.grid_table`` writes ``grid.json``, ``grid.md`` and ``grid.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrr_jax.core.plan import Plan
+from mrr_jax.data import beir, trec
+from mrr_jax.data.errors import DataError
+from mrr_jax.data.fileio import PathLike
+from mrr_jax.data.ids import check_ids
+from mrr_jax.evaluation.evaluate import evaluate_run, evaluated_queries, format_table, grid_table
+from mrr_jax.inputs.batching import batch_shape, plan_batches
+from mrr_jax.inputs.template import EncodedPair
+from mrr_jax.scoring_job.job import (
+    JobError,
+    Pass,
+    model_path,
+    parse_plan,
+    score_pass,
+    units_from_run,
+)
+
+
+def grid_metrics(top_k: int) -> list[str]:
+    """The grid's metrics, as ir-measures names."""
+    return ["nDCG@10", "RR@10", f"R@{top_k}"]
+
+
+def mean_flops(rr, encoded: Sequence[EncodedPair], plan: Plan) -> float:
+    """Predicted forward FLOPs of one pair under ``plan``, averaged over ``encoded``."""
+    return math.fsum(plan.flops(rr.cfg, len(e.query), len(e.passage), len(e.prompt))
+                     for e in encoded) / len(encoded)
+
+
+def precompile(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]],
+               plan: Plan, exits: Sequence[int], batch_size: int) -> float:
+    """Compiles, without running, the program of every batch shape in ``batches``; returns
+    the seconds spent. Falls back to scoring one batch per shape if ahead-of-time lowering is
+    not possible."""
+    import jax.numpy as jnp
+
+    from mrr_jax.core.forward import score_forward
+    from mrr_jax.inputs import batching
+
+    start = time.perf_counter()
+    seen: set[tuple[int, ...]] = set()
+    for idx in batches:
+        rows = [encoded[i] for i in idx]
+        shape = batch_shape(rows, batch_size)
+        if shape in seen:
+            continue
+        seen.add(shape)
+        arrays = batching.pack(rows, batching.batch_bucket(len(rows), batch_size))
+        try:
+            score_forward.lower(
+                rr.params, rr.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
+                adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
+                exits=tuple(sorted(set(exits))), start_layer=rr.start_layer,
+                compat=rr.compat == "reference", dtype=rr.dtype, return_aux=False).compile()
+        except (TypeError, AttributeError):  # the scoring signature moved: warm up by running
+            rr.score_encoded(rows, plan=plan, exits=list(exits), batch_size=batch_size)
+    return time.perf_counter() - start
+
+
+def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
+              plans: Sequence[str | Plan], top_k: int = 20, max_queries: int | None = None,
+              out: PathLike | None = None, *, batch_size: int = 16,
+              tokens_per_batch: int | None = None, max_length: int = 512,
+              query_max_length: int | None = None, baseline_name: str | None = None,
+              progress: bool = False) -> list[dict[str, Any]]:
+    """Re-ranks ``split`` of the BEIR folder ``data_dir`` under each plan; returns grid rows.
+
+    Rows (in ``plans`` order, then the baseline): ``plan`` (as given), ``plan_resolved``,
+    ``metrics`` ({name: mean}), ``flops`` (mean predicted FLOPs per pair), ``flops_rel``
+    (relative to the full model on the same pairs), ``seconds`` (scoring, compile excluded),
+    ``compile_seconds``, ``pairs``, ``pairs_per_second``, ``queries``, ``truncated``. The
+    baseline row is the first-stage run cut to ``top_k``, with ``flops == 0``. With ``out``,
+    ``grid.json``, ``grid.md`` and ``grid.png`` are written there."""
+    corpus, queries, qrels = beir.load_split(data_dir, split)
+    qids = sorted(evaluated_queries(qrels), key=trec.qid_key)[:max_queries]
+    if not qids:
+        raise DataError(f"split {split!r} has no query with a relevant document",
+                        path=Path(data_dir) / "qrels" / f"{split}.tsv")
+    wanted = set(qids)
+    run = check_ids(first_stage, corpus).run
+    first = trec.top_k({q: d for q, d in run.items() if q in wanted}, top_k)
+    unknown = [q for q in first if q not in queries]
+    if unknown:
+        raise DataError(f"query {unknown[0]!r} of the run is not in queries.jsonl",
+                        path=first_stage, field="qid")
+    judged = {q: qrels[q] for q in qids}
+    metrics = grid_metrics(top_k)
+    units = units_from_run(first, queries, corpus, top_k)
+    pairs = [(u.query, p) for u in units for p in u.passages]
+    keys = [(u.qid, d) for u in units for d in u.docids]
+    if not pairs:
+        raise DataError("the first-stage run has no candidates for the chosen queries",
+                        path=first_stage)
+    encoded = rr.encode(pairs, max_length, query_max_length)
+    truncated = sum(e.truncated for e in encoded)
+    batches = plan_batches(encoded, batch_size, tokens_per_batch)
+    full_flops = mean_flops(rr, encoded, Plan().resolve(rr.cfg.num_layers))
+    _log(f"grid: {len(qids)} queries ({len(units)} with candidates), {len(pairs)} pairs, "
+         f"{len(batches)} batches, {truncated} truncated", progress)
+
+    rows: list[dict[str, Any]] = []
+    for given in plans:
+        plan = (parse_plan(given) if isinstance(given, str) else given).resolve(
+            rr.cfg.num_layers)
+        one = Pass(plan, ((0, plan.depth),))
+        compile_s = precompile(rr, encoded, batches, plan, one.exits, batch_size)
+        with _bar(len(pairs), str(given), progress) as bar:
+            t0 = time.perf_counter()
+            scores = score_pass(rr, encoded, batches, one, batch_size, bar.update)[0]
+            seconds = time.perf_counter() - t0
+        reranked: dict[str, dict[str, float]] = {}
+        for (qid, docid), s in zip(keys, scores):
+            reranked.setdefault(qid, {})[docid] = float(s)
+        flops = mean_flops(rr, encoded, plan)
+        rows.append({
+            "plan": str(given), "plan_resolved": str(plan),
+            "metrics": evaluate_run(reranked, judged, metrics),
+            "flops": flops, "flops_rel": flops / full_flops, "seconds": seconds,
+            "compile_seconds": compile_s, "pairs": len(pairs),
+            "pairs_per_second": len(pairs) / seconds if seconds > 0 else None,
+            "queries": len(qids), "truncated": truncated,
+            "score_stats": {"mean": float(np.mean(scores)), "std": float(np.std(scores))}})
+        _log(f"grid: {given}: {rows[-1]['metrics']} in {seconds:.1f} s "
+             f"(+{compile_s:.1f} s compile)", progress)
+    rows.append({"plan": baseline_name or _baseline_name(first_stage),
+                 "metrics": evaluate_run(first, judged, metrics), "flops": 0.0,
+                 "flops_rel": 0.0, "seconds": 0.0, "baseline": True, "queries": len(qids),
+                 "pairs": len(pairs)})
+    if out is not None:
+        grid_table(rows, out)
+    return rows
+
+
+def _baseline_name(first_stage: PathLike) -> str:
+    return "BM25" if "bm25" in str(first_stage).lower() else "first stage"
+
+
+def _log(msg: str, enabled: bool) -> None:
+    if enabled:
+        print(msg, file=sys.stderr)
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="pair", desc=desc, disable=not enabled, dynamic_ncols=True,
+                file=sys.stderr)
+
+
+def format_grid(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of grid rows: metrics, GFLOPs/pair, relative FLOPs, seconds, pairs/s."""
+    names = list(rows[0]["metrics"])
+    table = [(r["plan"] + (" (baseline)" if r.get("baseline") else ""), {
+        **r["metrics"], "GFLOPs/pair": r["flops"] / 1e9, "rel FLOPs": r["flops_rel"],
+        "seconds": r["seconds"], "pairs/s": r.get("pairs_per_second")}) for r in rows]
+    cols = [*names, "GFLOPs/pair", "rel FLOPs", "seconds", "pairs/s"]
+    return format_table([(n, {k: v for k, v in vals.items() if v is not None})
+                         for n, vals in table], cols, first="plan")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mrr_jax.grid",
+        description="Plan grid: re-rank a split's first-stage candidates under each plan; "
+                    "nDCG@10, RR@10, R@k against predicted FLOPs and wall time; writes "
+                    "grid.json, grid.md and grid.png.")
+    p.add_argument("--model", required=True, help="HF model directory, .gguf, or 'smollm2'")
+    p.add_argument("--data", required=True, type=Path, help="BEIR folder (corpus.jsonl, "
+                   "queries.jsonl, qrels/<split>.tsv)")
+    p.add_argument("--split", default="dev", help="qrels split (default %(default)s)")
+    p.add_argument("--first-stage", required=True, type=Path, help="first-stage TREC run")
+    p.add_argument("--top-k", type=int, default=20, help="candidates per query "
+                   "(default %(default)s)")
+    p.add_argument("--plans", default="full", help='";"-separated plans, e.g. '
+                   '"full;depth=20;compress=8:2" (default %(default)s)')
+    p.add_argument("--out", type=Path, help="folder for grid.json, grid.md, grid.png")
+    p.add_argument("--max-queries", type=int, help="only the first N evaluated queries "
+                   "(qid order)")
+    p.add_argument("--batch-size", type=int, default=16, help="default %(default)s")
+    p.add_argument("--tokens-per-batch", type=int, help="token budget per batch")
+    p.add_argument("--max-length", type=int, default=512, help="default %(default)s")
+    p.add_argument("--query-max-length", type=int)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--compat", choices=("default", "reference"), default="default")
+    p.add_argument("--adapters", nargs="+", default=[], help="adapter folders from training "
+                   "(applied per plan: stage1/vertical always, horizontal for its ratio)")
+    p.add_argument("--baseline-name", help="name of the first-stage row (default BM25 when "
+                   "the file name says bm25)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input)."""
+    args = _parser().parse_args(argv)
+    plans = [t.strip() or "full" for t in args.plans.split(";") if t.strip()]
+    try:
+        for text in plans:
+            parse_plan(text)
+        if args.top_k < 1 or (args.max_queries is not None and args.max_queries < 1):
+            raise ValueError("--top-k and --max-queries must be >= 1")
+        from mrr_jax.inference.reranker import Reranker
+
+        rr = Reranker.from_pretrained(model_path(args.model), dtype=args.dtype,
+                                      compat=args.compat, adapters=args.adapters)
+        rows = plan_grid(rr, args.data, args.split, args.first_stage, plans, args.top_k,
+                         args.max_queries, args.out, batch_size=args.batch_size,
+                         tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
+                         query_max_length=args.query_max_length,
+                         baseline_name=args.baseline_name, progress=args.progress)
+    except (DataError, JobError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_grid(rows))
+    if args.out:
+        print(f"wrote {args.out / 'grid.json'}, grid.md, grid.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

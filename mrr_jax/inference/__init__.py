@@ -1,0 +1,1 @@
+"""The Reranker facade: a backbone plus adapters, scoring text."""

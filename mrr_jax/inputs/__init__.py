@@ -1,0 +1,1 @@
+"""From text to arrays: the prompt template, batch packing, training groups."""

@@ -1,0 +1,1 @@
+"""Process plumbing: mesh and shardings, compile cache, config loading, checkpoints."""

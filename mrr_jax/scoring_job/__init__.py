@@ -1,0 +1,1 @@
+"""The sharded, resumable offline scoring job."""

@@ -1,0 +1,1 @@
+"""Reading and writing weights: HF, GGUF, PEFT, our adapters, packaged assets."""
