@@ -56,7 +56,16 @@ class Plan:
 
     @classmethod
     def parse(cls, text: str) -> Plan:
-        """Parses ``"depth=20 compress=8:2,16:2 mode=merge"`` (any subset, any order)."""
+        """Parses ``"depth=20 compress=8:2,16:2 mode=merge"`` (any subset, any order).
+
+        ``"full"`` (any case, surrounding spaces ignored) is the full model, ``Plan()``; so is
+        the empty string, as every command line has always read ``--plan ""``. This is the one
+        rule for plan text: every CLI and config goes through it."""
+        if not isinstance(text, str):
+            raise TypeError(f"plan text must be a str like 'depth=20 compress=8:2' or 'full', "
+                            f"got {type(text).__name__} {text!r}")
+        if text.strip().lower() in ("", "full"):
+            return cls()
         fields: dict[str, str] = {}
         for token in text.split():
             key, sep, value = token.partition("=")
