@@ -17,14 +17,12 @@ ARG: as ``configs/smollm2_135m.py`` (stage1 by default).
 
 from pathlib import Path
 
-import ml_collections
-
 from mrr_jax.runtime.pyconfig import load_config
 
 
 def get_config(arg: str = "stage1"):
     base = Path(__file__).with_name("smollm2_135m.py")
-    c = ml_collections.ConfigDict(load_config(f"{base}:{arg or 'stage1'}"))
+    c = load_config(f"{base}:{arg or 'stage1'}")
     c.data.train = "example:train_bm25"
     c.data.group_size = 8
     c.data.queries_per_step = 2

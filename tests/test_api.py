@@ -63,3 +63,19 @@ def test_truncation_cuts_the_passage_never_the_prompt_and_is_counted(rr):
     long_query = " ".join(["capital"] * 100)
     enc = rr.encode([(long_query, DOCS[0])], max_length=64, query_max_length=10)
     assert enc[0].truncated and len(enc[0].query) == 1 + 10 + 1
+
+
+def test_a_reranker_is_immutable_and_copies_share_the_backbone(rr):
+    """place / with_adapters / folded return new objects; the original never changes; the
+    only state a call leaves is ``last_truncated``."""
+    from mrr_jax.core.backbone import Backbone
+
+    assert isinstance(rr.backbone, Backbone) and rr.heads.shape == (30 - 4 + 1, 576)
+    with pytest.raises(AttributeError, match="immutable"):
+        rr.adapters = ()
+    view = rr.with_adapters([])
+    assert view is not rr and view.backbone is rr.backbone and view.adapters == ()
+    assert view.tokenizer is rr.tokenizer and view.last_truncated == 0
+    assert rr.folded("full").params is rr.params  # no adapters: nothing to fold
+    pairs = [(QUERY, d) for d in DOCS]
+    np.testing.assert_array_equal(view.compute_score(pairs), rr.compute_score(pairs))

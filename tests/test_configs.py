@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from mrr_jax.core.config import ModelConfig
-from mrr_jax.runtime.pyconfig import load_config, load_config_dict
+from mrr_jax.runtime.pyconfig import ConfigError, load_config
 from mrr_jax.scoring_job.job import JobConfig, parse_plan
-from mrr_jax.training.config import STAGES
-from mrr_jax.training.loop import eval_plan, roles_of, step_spec
+from mrr_jax.training.config import STAGES, roles_of
+from mrr_jax.training.dev_eval import eval_plan
+from mrr_jax.training.step import step_spec
+from mrr_jax.weights.adapters import AdapterRole
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SCORING = {"score_stdlib"}  # scoring-job configs (mrr_jax.scoring_job.job), not training ones
@@ -63,13 +65,14 @@ CASES = [(name, arg) for name in _training_configs()
 
 @pytest.mark.parametrize("name,arg", CASES, ids=[f"{n}:{a}" for n, a in CASES])
 def test_config_loads_and_the_trainer_accepts_it(name, arg):
-    c = load_config_dict(f"{CONFIGS / name}.py:{arg}")
+    c = load_config(f"{CONFIGS / name}.py:{arg}")
     stage = "horizontal" if arg.startswith("horizontal") else arg
     assert c.stage == stage
     rr = _stand_in(name, c)
     L = rr.cfg.num_layers
     spec = step_spec(c, rr)
-    roles = roles_of(c, tuple(c.compress.ratios))
+    roles = roles_of(c)
+    names = [str(r) for r in roles]  # the folders under <workdir>/adapters/
     assert all(1 <= x < L for x in spec.candidates)
     assert spec.anchors[-1] == L and all(a <= L for a in spec.anchors)
     assert spec.exits == tuple(range(c.model.start_layer, L + 1))
@@ -77,17 +80,18 @@ def test_config_loads_and_the_trainer_accepts_it(name, arg):
     for p in c.eval.plans:  # as the trainer's evaluate reads them
         eval_plan(p, L)
     if stage == "stage1":
-        assert roles == ["stage1"] and dict(spec.weights)["self"] > 0
+        assert roles == [AdapterRole("stage1")] and dict(spec.weights)["self"] > 0
         assert c.model.init_adapters == ()
     else:  # stage 2: CE only
         assert dict(spec.weights) == {"ce": 1.0, "teacher": 0.0, "self": 0.0}
         assert not spec.distill
     if stage == "vertical":
-        assert roles == ["vertical"] and spec.ratios == (1,)
+        assert names == ["vertical"] and spec.ratios == (1,)
     if stage == "horizontal":
-        assert roles == [f"h{r}" for r in c.compress.ratios] and 1 not in c.compress.ratios
+        assert names == [f"h{r}" for r in c.compress.ratios] and 1 not in c.compress.ratios
+        assert roles == [AdapterRole("horizontal", r) for r in c.compress.ratios]
     if stage == "joint":
-        assert roles[0] == "vertical" and spec.ratios[0] == 1 and len(roles) > 1
+        assert names[0] == "vertical" and spec.ratios[0] == 1 and len(roles) > 1
     if arg.startswith("horizontal") and arg[-1].isdigit():
         assert c.compress.ratios == (int(arg.removeprefix("horizontal")),)
     if name in BIG:
@@ -137,7 +141,7 @@ def _num_params(cfg: ModelConfig) -> int:
 
 
 def test_mistral_is_the_reference_recipe():
-    c = load_config_dict(f"{CONFIGS}/mistral_7b.py")  # no ARG: stage 1
+    c = load_config(f"{CONFIGS}/mistral_7b.py")  # no ARG: stage 1
     assert c.stage == "stage1" and c.model.path.endswith("Mistral-7B-v0.1")
     assert (c.data.queries_per_step, c.data.accum) == (32, 4)
     assert c.compress.layers == (4, 8, 12, 16, 20, 24, 28) and c.loss.anchor_every == 8
@@ -146,21 +150,21 @@ def test_mistral_is_the_reference_recipe():
 
 
 def test_overrides_and_bad_args():
-    c = load_config_dict(f"{CONFIGS}/llama3_8b.py:horizontal4", [
+    c = load_config(f"{CONFIGS}/llama3_8b.py:horizontal4", [
         "model.path=/models/llama3", "data.train=/d/a.jsonl,/d/b.jsonl", "mesh.fsdp=16",
         "model.init_adapters=('/w/adapters/stage1',)"])
     assert (c.model.path, c.mesh.fsdp, c.compress.ratios) == ("/models/llama3", 16, (4,))
     assert c.model.init_adapters == ("/w/adapters/stage1",)
     for name in BIG:
-        with pytest.raises(ValueError, match="expected stage1, vertical"):
-            load_config_dict(f"{CONFIGS}/{name}.py:stage2")
-        with pytest.raises(ValueError, match="ratio >= 2"):
-            load_config_dict(f"{CONFIGS}/{name}.py:horizontal1")
+        with pytest.raises(ConfigError, match=f"{name}.py:stage2: .*expected stage1, vertical"):
+            load_config(f"{CONFIGS}/{name}.py:stage2")
+        with pytest.raises(ConfigError, match="ratio >= 2"):
+            load_config(f"{CONFIGS}/{name}.py:horizontal1")
 
 
 @pytest.mark.parametrize("split", ["dev", "test", "train"])
 def test_scoring_config_is_a_valid_job(split):
-    job = JobConfig.from_dict(load_config(f"{CONFIGS}/score_stdlib.py:{split}"))
+    job = JobConfig.from_dict(load_config(f"{CONFIGS}/score_stdlib.py:{split}").to_dict())
     assert job.run.endswith(f"{split}.trec") and job.top_k >= 1
     for p in job.plan:
         parse_plan(p).resolve(REAL["smollm2_135m"][1])

@@ -126,6 +126,32 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--metrics" in capsys.readouterr().out
 
 
+def test_evaluate_command_dispatches_grid(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m mrr_jax.evaluate grid ...`` is the plan grid; anything else the metrics."""
+    from mrr_jax.evaluation import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["grid", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "python -m mrr_jax.grid" in out and "--first-stage" in out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "--metrics" in capsys.readouterr().out
+
+
+def test_metrics_live_in_the_data_layer() -> None:
+    """The metric functions are ``mrr_jax.data.metrics``'s, re-exported here unchanged."""
+    from mrr_jax.data import metrics
+
+    assert evaluate_run is metrics.evaluate_run and canonical_metric is metrics.canonical_metric
+    assert evaluate_per_query is metrics.evaluate_per_query
+    with pytest.raises(ValueError, match="unknown metric 'Foo@10'"):
+        metrics.evaluate_run(RUN, QRELS, ["Foo@10"])
+    with pytest.raises(ValueError, match="unknown metric 'RR@x'"):
+        metrics.evaluate_run(RUN, QRELS, ["RR@x"])
+
+
 ROWS = [
     {"plan": "BM25", "metrics": {"nDCG@10": 0.40, "RR@10": 0.35}, "flops": 0.0, "seconds": 0.1},
     {"plan": "depth=30", "metrics": {"nDCG@10": 0.62, "RR@10": 0.55}, "flops": 8.1e12,

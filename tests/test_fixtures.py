@@ -1,4 +1,4 @@
-"""Parity with the authors' own code: ../shared/fixtures/reference_scores.json.
+"""Parity with the authors' own code: tests/fixtures/reference_scores.json.
 
 The fixtures hold the reference implementation's float32 scores on SmolLM2-135M weights for 16
 real pairs, all 27 exits, five plans (a: uncompressed; b-e: compressed), batched (one batch of

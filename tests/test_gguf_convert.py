@@ -325,6 +325,17 @@ def test_scaled_rope_freqs_are_refused(tmp_path: Path) -> None:
         read_gguf(src)
 
 
+def test_truncated_gguf_is_a_gguf_error(tmp_path: Path) -> None:
+    from mrr_jax.weights.gguf import GGUFError
+
+    data = _tiny_gguf(tmp_path / "tiny.gguf").read_bytes()
+    for n in (16, 40, len(data) // 2, len(data) - 3):
+        cut = tmp_path / f"cut{n}.gguf"
+        cut.write_bytes(data[:n])
+        with pytest.raises(GGUFError, match="not a readable GGUF file|missing"):
+            read_gguf(cut)
+
+
 def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from mrr_jax.weights import assets
 

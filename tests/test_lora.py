@@ -1,9 +1,10 @@
 """LoRA trees and the training forward on a tiny random model (plumbing, exact identities).
 
 Proves: a fresh (zero-``b``) adapter scores exactly like the base; folded and run-time adapters
-agree; several adapters add; the shape-stable training forward (``score_masked``) equals the
-shrinking inference forward for every sampled sub-model; saved adapters round-trip and refuse
-another model.
+agree; several adapters add; adapter dropout draws one independent mask per projection from
+the ``dropout`` rng (none without it); the shape-stable training forward (``score_masked``)
+equals the shrinking inference forward for every sampled sub-model; saved adapters round-trip
+and refuse another model.
 """
 
 import jax
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 
 from mrr_jax import Plan
+from mrr_jax.core import spec
+from mrr_jax.core.decoder import DecoderLayer
 from mrr_jax.core.forward import score_forward, score_masked
-from mrr_jax.core.lora import Adapter, LoraConfig, fold, init_lora
+from mrr_jax.core.lora import Adapter, LoraConfig, init_lora
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import EncodedPair
 from mrr_jax.weights.adapters import load_adapter, save_adapter
@@ -59,9 +62,7 @@ def test_folded_equals_runtime_and_adapters_add():
     a2, _, _ = _random_adapter(rr, 2)
     base = _score(rr, arrays, "")
     runtime = _score(rr, arrays, "depth=7 compress=3:2", [a1, a2])
-    params, heads = fold(rr.params, rr.heads, [a1, a2])
-    folded = tiny_reranker()
-    folded.params, folded.heads = params, heads
+    folded = rr.with_backbone(rr.backbone.folded([a1, a2]))  # core.lora.fold
     np.testing.assert_allclose(_score(folded, arrays, "depth=7 compress=3:2"), runtime,
                                atol=2e-5, rtol=1e-5)
     assert np.abs(runtime[-1] - base[5]).max() > 1e-2  # the adapters do change the scores
@@ -96,3 +97,31 @@ def test_adapter_save_load_round_trip_and_model_check(tmp_path):
     with pytest.raises(ValueError, match="another model.*num_layers"):
         load_adapter(tmp_path / "a", TINY.__class__(**{**TINY.__dict__, "num_layers": 6}),
                      rr.start_layer)
+
+
+def test_dropout_masks_are_independent_per_projection_and_follow_the_rng():
+    """gate and up get identical base weights and adapter factors: with dropout their outputs
+    differ (two masks), the same key repeats them, and no rng means no dropout."""
+    layer0 = jax.tree.map(lambda w: jnp.asarray(w[0]), spec.random_params(TINY, 0)["layers"])
+    layer0["up"] = layer0["gate"]
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((TINY.hidden_size, 4)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal((4, TINY.intermediate_size)), jnp.float32)
+    variables = {"params": layer0, "lora": {"0": {"gate": {"a": a, "b": b},
+                                                  "up": {"a": a, "b": b}}}}
+    x = jnp.asarray(rng.standard_normal((2, 5, TINY.hidden_size)), jnp.float32)
+
+    def both(m, x):
+        return m.proj(x, "gate", "BTD,DF->BTF"), m.proj(x, "up", "BTD,DF->BTF")
+
+    layer = DecoderLayer(TINY, (2.0,), (0.5,))
+    g, u = layer.apply(variables, x, method=both, rngs={"dropout": jax.random.key(1)})
+    assert np.abs(np.asarray(g - u)).max() > 1e-3
+    g2, u2 = layer.apply(variables, x, method=both, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(g, g2)
+    np.testing.assert_array_equal(u, u2)
+    g0, u0 = layer.apply(variables, x, method=both)
+    np.testing.assert_array_equal(g0, u0)
+    no_dropout = DecoderLayer(TINY, (2.0,), (0.0,)).apply(variables, x, method=both,
+                                                          rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(g0, no_dropout[0])

@@ -15,7 +15,7 @@ from mrr_jax import Reranker
 from mrr_jax.core.lora import LoraConfig, init_lora
 from mrr_jax.data import beir, trec
 from mrr_jax.scoring_job import job as score
-from mrr_jax.weights.adapters import save_adapter
+from mrr_jax.weights.adapters import AdapterRole, save_adapter
 
 PLANS = ["full", "depth=5 compress=4:2"]
 LENGTHS = dict(max_length=40, query_max_length=8)
@@ -38,9 +38,10 @@ def adapters(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("adapters")
     s1, lcfg = _random_adapter(rr, 1)
     h2, _ = _random_adapter(rr, 2)
-    return (save_adapter(root / "stage1", s1, lcfg, rr.cfg, rr.start_layer, role="stage1"),
-            save_adapter(root / "h2", h2, lcfg, rr.cfg, rr.start_layer, role="horizontal",
-                         ratio=2))
+    return (save_adapter(root / "stage1", s1, lcfg, rr.cfg, rr.start_layer,
+                         role=AdapterRole("stage1")),
+            save_adapter(root / "h2", h2, lcfg, rr.cfg, rr.start_layer,
+                         role=AdapterRole.parse("h2")))
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,23 @@ def test_adapters_flag_and_config_key(tmp_path):
     assert "adapters" not in score.JobConfig(out="o").hashed([], tmp_path)
     hashed = score.JobConfig(out="o", adapters=[str(a)]).hashed([], tmp_path)
     assert hashed["adapters"][0]["path"] == str(a.resolve())
+
+
+def test_adapter_roles_name_the_folders_and_validate():
+    """An adapter's role: its folder name (``stage1``, ``vertical``, ``h<ratio>``), the metadata
+    keys saved adapters store, and the plans it serves."""
+    for name, kind, ratio in [("stage1", "stage1", None), ("vertical", "vertical", None),
+                              ("h4", "horizontal", 4)]:
+        role = AdapterRole.parse(name)
+        assert (role.kind, role.ratio, str(role)) == (kind, ratio, name)
+        assert AdapterRole.from_meta(role.meta()) == role
+    assert AdapterRole.from_meta({}) == AdapterRole("stage1")  # metadata without a role
+    h2 = AdapterRole("horizontal", 2)
+    assert h2.serves({2, 4}) and not h2.serves(set()) and AdapterRole("vertical").serves(set())
+    for bad in ("h1", "h", "horizontal", "stage2", "H4"):
+        with pytest.raises(ValueError, match="adapter role|ratio >= 2"):
+            AdapterRole.parse(bad)
+    with pytest.raises(ValueError, match="needs an int ratio >= 2"):
+        AdapterRole("horizontal")
+    with pytest.raises(ValueError, match="has no ratio"):
+        AdapterRole("vertical", 2)

@@ -92,10 +92,27 @@ def test_two_shards_equal_one(reference, common, tmp_path):
     assert not set(m0["assigned"]) & set(m1["assigned"]) and m0["assigned"] and m1["assigned"]
 
 
+# The killed child: the real command line, with each chunk's scoring slowed down (after the
+# scores, before the chunk file and the manifest are written) so that the kill lands mid-job.
+SLOW_CHILD = """
+import sys, time
+from mrr_jax.scoring_job import cli, run
+score_chunk = run.score_chunk
+def slow_chunk(*args, **kwargs):
+    result = score_chunk(*args, **kwargs)
+    time.sleep(0.3)
+    return result
+run.score_chunk = slow_chunk
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_kill_and_resume(reference, common, tmp_path):
+    """kill -9 mid-job, then --resume: finished chunks are kept, the run is byte-identical."""
     out = tmp_path / "job"
-    proc = subprocess.Popen(_cmd(*common, "--out", str(out), "--throttle", "0.3"), env=_env(),
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *common, "--out", str(out)],
+                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     manifest = out / "shards" / "0-of-1" / "manifest.json"
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
@@ -263,3 +280,59 @@ def test_candidates_jsonl_gives_the_same_run(reference, common, data, tmp_path):
     assert score.main([*argv, "--candidates", str(tmp_path / "cands.jsonl"),
                        "--out", str(tmp_path / "job")]) == 0
     assert (tmp_path / "job" / "run.trec").read_bytes() == (reference / "run.trec").read_bytes()
+
+
+# The fingerprint of a job without adapters, as the code that wrote the existing manifests
+# computed it (``sha256(json.dumps(hashed, sort_keys=True))``): ``--resume`` of an output folder
+# written before the hasher moved to ``mrr_jax.runtime.digest`` must still be accepted.
+FROZEN_HASHED = {
+    "version": 1, "model": {"path": "/m", "files": {"config.json": {"size": 2, "sha256": "ab"}}},
+    "inputs": {"run": {"path": "/r", "size": 1, "sha256": "cd"}}, "plans": ["depth=30", "depth=3"],
+    "top_k": 7, "batch_size": 32, "tokens_per_batch": None, "max_length": 512,
+    "query_max_length": None, "dtype": "float32", "compat": "default", "chunk_pairs": 256,
+    "max_queries": None, "on_missing": "error", "tag": "mrr_jax"}
+FROZEN_FINGERPRINT = "75199821418252dc4762d0a179156c024ae9acd5300407df97107155c727b40d"
+
+
+def test_fingerprint_values_are_unchanged():
+    assert score.job_fingerprint(FROZEN_HASHED) == FROZEN_FINGERPRINT
+
+
+def test_hashed_config_fingerprints_every_file(tmp_path):
+    """The hashed configuration names each input and model file by path, size and SHA-256, as
+    the manifests already on disk do."""
+    import hashlib
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "w.bin").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "run.trec").write_text("q Q0 d 1 1.0 t\n")
+
+    def file_id(p: Path) -> dict:
+        return {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+
+    cfg = score.JobConfig(out="o", model=str(model), run=str(tmp_path / "run.trec"),
+                          corpus=str(tmp_path / "absent.jsonl"), top_k=7)
+    plans = [Plan.parse("full").resolve(30)]
+    hashed = cfg.hashed(plans, model)
+    assert hashed == {
+        "version": 1,
+        "model": {"path": str(model.resolve()), "files": {
+            "config.json": file_id(model / "config.json"), "w.bin": file_id(model / "w.bin")}},
+        "inputs": {"corpus": {"path": str(tmp_path / "absent.jsonl")},
+                   "run": {"path": str((tmp_path / "run.trec").resolve()),
+                           **file_id(tmp_path / "run.trec")}},
+        "plans": [str(plans[0])], "top_k": 7, "batch_size": 32, "tokens_per_batch": None,
+        "max_length": 512, "query_max_length": None, "dtype": "float32", "compat": "default",
+        "chunk_pairs": 256, "max_queries": None, "on_missing": "error", "tag": "mrr_jax"}
+    assert score.job_fingerprint(hashed) == hashlib.sha256(
+        json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+
+
+def test_no_test_hook_in_the_config(tmp_path):
+    """The job's settings are its flags only: the old hidden ``throttle`` is an unknown key."""
+    with pytest.raises(score.JobError, match="unknown key 'throttle'"):
+        score.JobConfig.from_dict({"throttle": 0.3})
+    with pytest.raises(SystemExit):
+        score.parse_config(["--out", str(tmp_path), "--throttle", "0.3"])

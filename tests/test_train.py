@@ -24,9 +24,10 @@ from jax.sharding import PartitionSpec as P
 from mrr_jax.core.lora import LoraConfig, init_lora
 from mrr_jax.inputs.groups import TrainData
 from mrr_jax.runtime import sharding
-from mrr_jax.runtime.pyconfig import load_config_dict
+from mrr_jax.runtime.pyconfig import ConfigError, load_config
 from mrr_jax.training import loop as train
 from mrr_jax.training import step as train_step
+from mrr_jax.training.data import data_paths, row_aligned
 from mrr_jax.weights.adapters import read_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,15 +35,15 @@ TINY = str(ROOT / "configs" / "tiny.py")
 
 
 def _tiny(example_data, **over):
-    c = load_config_dict(TINY, [f"{k}={v!r}" for k, v in over.items()])
+    c = load_config(TINY, [f"{k}={v!r}" for k, v in over.items()])
     c.data.train = str(example_data / "train.jsonl")
     return c
 
 
 def _setup(c):
     rr = train.load_model(c)
-    spec = train.step_spec(c, rr)
-    data = TrainData(train.data_paths(c.data.train), rr.tokenizer, rr.bos_token_id,
+    spec = train_step.step_spec(c, rr)
+    data = TrainData(data_paths(c.data.train), rr.tokenizer, rr.bos_token_id,
                      global_batch=c.data.queries_per_step, group_size=c.data.group_size,
                      seed=c.seed, query_max_len=c.data.query_max_len,
                      passage_max_len=c.data.passage_max_len)
@@ -72,7 +73,7 @@ def _one_step(rr, spec, batches, mesh, lcfg, roles=("stage1",)):
 def test_sharded_step_equals_single_device(example_data):
     c = _tiny(example_data)
     rr, spec, data = _setup(c)
-    micro = [train._row_aligned(data.batch(s)) for s in range(2)]  # 2 accumulated micro-batches
+    micro = [row_aligned(data.batch(s)) for s in range(2)]  # 2 accumulated micro-batches
     batches = {k: np.stack([m[k] for m in micro]) for k in train_step.BATCH_KEYS}
     lcfg = LoraConfig(rank=4, alpha=8.0, dropout=0.1)
     one = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
@@ -99,7 +100,7 @@ def test_inactive_horizontal_adapter_gets_zero_gradient(example_data):
         lambda p, x: x + 0.05 if p[-1].key == "b" else x,
         init_lora(jax.random.key(i), rr.params, rr.heads, lcfg))
         for i, r in enumerate(("vertical", "h2", "h4"))}
-    batch = {k: jnp.asarray(v) for k, v in train._row_aligned(data.batch(0)).items()}
+    batch = {k: jnp.asarray(v) for k, v in row_aligned(data.batch(0)).items()}
     grads = jax.grad(lambda t: train_step.micro_loss(t, rr.params, rr.heads, batch,
                                                      jax.random.key(0), spec)[0])(trainable)
     norms = {r: float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads[r]))) for r in grads}
@@ -108,24 +109,48 @@ def test_inactive_horizontal_adapter_gets_zero_gradient(example_data):
 
 
 def test_config_overrides_refuse_typos_and_wrong_types():
-    c = load_config_dict(TINY + ":vertical", ["train.steps=3", "compress.ratios=(2, 4)",
-                                              "optim.lr=1"])
+    c = load_config(TINY + ":vertical", ["train.steps=3", "compress.ratios=(2, 4)",
+                                         "optim.lr=1"])
     assert (c.stage, c.train.steps, c.compress.ratios, c.optim.lr) == ("vertical", 3, (2, 4),
                                                                         1.0)
-    with pytest.raises(KeyError, match="train.stepz"):
-        load_config_dict(TINY, ["train.stepz=3"])
-    with pytest.raises(KeyError, match="trian"):
-        load_config_dict(TINY, ["trian.steps=3"])
-    with pytest.raises(TypeError, match="train.steps"):
-        load_config_dict(TINY, ["train.steps=many"])
+    with pytest.raises(ConfigError, match="no key 'train.stepz'.*known here: .*steps"):
+        load_config(TINY, ["train.stepz=3"])
+    with pytest.raises(ConfigError, match="no key 'trian'"):
+        load_config(TINY, ["trian.steps=3"])
+    with pytest.raises(ConfigError, match="train.steps is an int, got the string 'many'"):
+        load_config(TINY, ["train.steps=many"])
+    with pytest.raises(ConfigError, match="train.progress is a bool, got the int 0"):
+        load_config(TINY, ["train.progress=0"])
+    with pytest.raises(ConfigError, match="train is a group of settings"):
+        load_config(TINY, ["train=3"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(TINY, ["train.steps"])
 
 
 # ----------------------------------------------------------------------------- CLI runs
 def _cmd(workdir, example_data, *extra):
-    return [sys.executable, "-m", "mrr_jax.train", "--config", TINY, "--workdir", str(workdir),
+    return [sys.executable, "-m", "mrr_jax.train", *_args(workdir, example_data, *extra)]
+
+
+def _args(workdir, example_data, *extra):
+    return ["--config", TINY, "--workdir", str(workdir),
             f"--config.data.train={example_data / 'train.jsonl'}", "--config.eval.plans=()",
             "--config.train.steps=6", "--config.train.save_every=2",
             "--config.train.progress=False", *extra]
+
+
+# The trainer's CLI with every optimizer step slowed down by 1.5 s, so that a kill lands
+# mid-run: the test's own instrumentation, run in the child process.
+SLOW_TRAIN = """
+import sys, time
+from mrr_jax.training import loop
+step = loop.optimizer_step
+def slow_step(*args):
+    time.sleep(1.5)
+    return step(*args)
+loop.optimizer_step = slow_step
+sys.exit(loop.main(sys.argv[1:]))
+"""
 
 
 def _env(devices=2, **extra):
@@ -160,8 +185,9 @@ def test_cli_run_writes_metrics_checkpoints_and_adapters(uninterrupted):
 
 def test_kill_9_then_resume_gives_the_same_adapters(uninterrupted, tmp_path, example_data):
     work = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(work, example_data), env=_env(MRR_JAX_TRAIN_THROTTLE="1.5"),
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, *_args(work, example_data)],
+                            env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while not (work / "checkpoints" / "2").is_dir() and time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]

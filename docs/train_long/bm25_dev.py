@@ -14,7 +14,7 @@ from mrr_jax.data import beir
 from mrr_jax.data.example import bm25_scores
 from mrr_jax.inputs.groups import dev_groups
 from mrr_jax.inputs.template import load_tokenizer
-from mrr_jax.training.loop import dev_metrics
+from mrr_jax.training.dev_eval import dev_metrics
 from mrr_jax.weights.assets import smollm2_dir
 
 root = Path.home() / ".cache" / "mrr_jax" / "example"

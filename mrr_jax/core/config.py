@@ -101,36 +101,9 @@ class ModelConfig:
         n_heads = int(need("num_attention_heads"))
         hidden = int(need("hidden_size"))
         head_dim = int(d.get("head_dim") or hidden // n_heads)
-        rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
-        theta = d.get("rope_theta", rope.get("rope_theta"))
-        if theta is None:
-            theta = 10000.0
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in _ROPE_TYPES:
-            raise ValueError(
-                f"{source}: unsupported RoPE type {rope_type!r}; supported: {_ROPE_TYPES}"
-            )
-        scaling: tuple[tuple[str, Any], ...] = ()
-        if rope_type != "default":
-            keep = {k: v for k, v in rope.items() if k not in ("rope_theta", "type")}
-            keep["rope_type"] = rope_type
-            scaling = tuple(sorted(keep.items()))
-
+        theta, scaling = _rope(d, source)
         act = d.get("hidden_activation") or d.get("hidden_act") or "silu"
-        window = d.get("sliding_window")
-        layer_types = d.get("layer_types")
-        if layer_types:
-            sliding = tuple(t == "sliding_attention" for t in layer_types[:n_layers])
-        elif family == "gemma2":
-            sliding = tuple(i % 2 == 0 for i in range(n_layers))
-        elif family == "qwen2":
-            use = bool(d.get("use_sliding_window", False))
-            first = int(d.get("max_window_layers") or 0)
-            sliding = tuple(use and i >= first for i in range(n_layers))
-        else:  # Llama has none; Mistral slides on every layer when a window is set.
-            sliding = tuple(family == "mistral" for _ in range(n_layers))
-        if window is None or not any(sliding):
-            window, sliding = None, tuple(False for _ in range(n_layers))
+        window, sliding = _sliding(d, family, n_layers)
 
         def first_id(key: str) -> int | None:
             v = d.get(key)
@@ -155,7 +128,7 @@ class ModelConfig:
             o_bias=family != "qwen2" and bool(d.get("attention_bias", False)),
             mlp_bias=bool(d.get("mlp_bias", False)),
             hidden_act=act,
-            sliding_window=None if window is None else int(window),
+            sliding_window=window,
             sliding_layers=sliding,
             norm_plus_one=gemma,
             post_norms=gemma,
@@ -167,3 +140,43 @@ class ModelConfig:
             eos_token_id=first_id("eos_token_id"),
             pad_token_id=first_id("pad_token_id"),
         )
+
+
+def _rope(d: dict[str, Any], source: str) -> tuple[float, tuple[tuple[str, Any], ...]]:
+    """(rope_theta, hashable rope_scaling) of a config.json dict (transformers v5 keeps them
+    under ``rope_parameters``, older versions at the top level / under ``rope_scaling``)."""
+    rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
+    theta = d.get("rope_theta", rope.get("rope_theta"))
+    if theta is None:
+        theta = 10000.0
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in _ROPE_TYPES:
+        raise ValueError(
+            f"{source}: unsupported RoPE type {rope_type!r}; supported: {_ROPE_TYPES}"
+        )
+    scaling: tuple[tuple[str, Any], ...] = ()
+    if rope_type != "default":
+        keep = {k: v for k, v in rope.items() if k not in ("rope_theta", "type")}
+        keep["rope_type"] = rope_type
+        scaling = tuple(sorted(keep.items()))
+    return float(theta), scaling
+
+
+def _sliding(d: dict[str, Any], family: str, n_layers: int
+             ) -> tuple[int | None, tuple[bool, ...]]:
+    """(sliding window or None, per-layer sliding flags) of a config.json dict."""
+    window = d.get("sliding_window")
+    layer_types = d.get("layer_types")
+    if layer_types:
+        sliding = tuple(t == "sliding_attention" for t in layer_types[:n_layers])
+    elif family == "gemma2":
+        sliding = tuple(i % 2 == 0 for i in range(n_layers))
+    elif family == "qwen2":
+        use = bool(d.get("use_sliding_window", False))
+        first = int(d.get("max_window_layers") or 0)
+        sliding = tuple(use and i >= first for i in range(n_layers))
+    else:  # Llama has none; Mistral slides on every layer when a window is set.
+        sliding = tuple(family == "mistral" for _ in range(n_layers))
+    if window is None or not any(sliding):
+        return None, tuple(False for _ in range(n_layers))
+    return int(window), sliding

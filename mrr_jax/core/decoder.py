@@ -1,21 +1,26 @@
-"""The functional decoder (Llama, Mistral, Qwen2, Gemma2) as pure functions over a param pytree.
+"""The decoder (Llama, Mistral, Qwen2, Gemma2): one layer is a flax linen module, applied
+functionally; the stack of layers is one ``lax.scan`` over stacked weights.
 
 Einsum letters, used everywhere in mrr_jax: B batch, T query length, S key length, D model,
 N query heads, K kv heads, G = N // K query heads per kv head, H head dim, F MLP, V vocab,
 L layers, E exits.
 
-Param tree (one layout, in memory and in our own checkpoints; layers are stacked on a leading L
-axis so that runs of layers are one ``lax.scan``):
+Param tree: one layout, in memory and in our own checkpoints, defined by ``mrr_jax.core.spec``
+(names, shapes, when each weight exists): ``embed`` [V, D], ``lm_head`` [V, D] (absent when
+tied), ``final_norm`` [D] and ``layers/<name>`` stacked on a leading L axis, so that a run of
+layers is one ``lax.scan``: q [L, D, N, H], k/v [L, D, K, H], o [L, N, H, D], gate/up [L, D, F],
+down [L, F, D], norms [L, D], biases as their projection's output axes.
 
-    embed        [V, D]
-    lm_head      [V, D]        (absent when tied to ``embed``)
-    final_norm   [D]
-    layers/attn_norm [L, D]    layers/mlp_norm [L, D]
-    layers/q [L, D, N, H]      layers/k, layers/v [L, D, K, H]     layers/o [L, N, H, D]
-    layers/q_bias [L, N, H], layers/k_bias, layers/v_bias [L, K, H]   (Qwen2; Llama option)
-    layers/o_bias [L, D]       (Llama attention_bias option)
-    layers/gate, layers/up [L, D, F]    layers/down [L, F, D]   (+ *_bias with mlp_bias)
-    layers/post_attn_norm, layers/post_mlp_norm [L, D]              (Gemma2)
+:class:`DecoderLayer` is a ``flax.linen`` module applied with ``apply`` and variable
+collections: ``params`` is one layer's slice of the stacked tree (exactly its keys and
+shapes: the module declares them from the spec), ``lora`` holds the plan's adapters (one entry
+per adapter: its layer slice ``{target: {a, b}}``; scales and dropout rates are static module
+fields) and the ``dropout`` rng stream drives adapter dropout. Linen ``apply`` rather than NNX
+split/merge because the weights stay plain pytrees everywhere: the stacked checkpoint layout is
+the param tree itself (no module state to split out or merge back, no per-layer module
+objects), a plan's adapters are just one more collection next to ``params`` (never merged into
+the base), and ``jit``, ``lax.scan``, ``jax.checkpoint`` and ``value_and_grad`` see ordinary
+dicts of arrays; the scan body slices layer ``i`` and applies the module to it.
 
 Tokens are described by ``positions`` (their RoPE position) and ``valid`` (real token, not pad);
 attention is causal over *positions*, not over array indices, so a sequence may be laid out in
@@ -27,13 +32,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mrr_jax.core import lora as lora_lib
+from mrr_jax.core import spec
 from mrr_jax.core.config import ModelConfig
 from mrr_jax.core.lora import Adapter
 
@@ -98,61 +104,6 @@ def attention_masks(positions: jax.Array, valid: jax.Array, cfg: ModelConfig):
     return full, full & (pq - pk < cfg.sliding_window)
 
 
-class LayerLora(NamedTuple):
-    """The adapters of one layer: per adapter its layer slice ({target: {a, b}}), scale and
-    dropout rate, plus a dropout key for this layer (None: no dropout)."""
-
-    weights: tuple[Params, ...]
-    scales: tuple[float, ...]
-    rates: tuple[float, ...]
-    key: jax.Array | None = None
-
-
-def _proj(x: jax.Array, lp: Params, name: str, spec: str, lora: LayerLora | None) -> jax.Array:
-    """``einsum(spec, x, W_name) + bias`` plus each adapter's low-rank delta."""
-    y = jnp.einsum(spec, x, lp[name].astype(x.dtype))
-    if (b := lp.get(name + "_bias")) is not None:
-        y = y + b.astype(x.dtype)
-    if lora is not None:
-        for n, (w, scale, rate) in enumerate(zip(lora.weights, lora.scales, lora.rates)):
-            if name in w:
-                key = None
-                if lora.key is not None:
-                    key = jax.random.fold_in(lora.key, n * 16 + lora_lib.TARGETS.index(name))
-                y = y + lora_lib.delta(x, w[name]["a"], w[name]["b"], spec, scale, rate, key)
-    return y
-
-
-def attention(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-              cfg: ModelConfig, probe: jax.Array | None = None, lora: LayerLora | None = None):
-    """Self-attention of one layer (``lora``: adapters applied to q, k, v, o).
-
-    x [B, T, D], cos/sin [B, T, H], mask [B, T, S=T] bool. Returns (out [B, T, D], importance):
-    importance [B, S] (float32) is the attention paid by query row ``probe`` [B] to each key,
-    summed over heads (None when ``probe`` is None)."""
-    b, t, _ = x.shape
-    k_heads, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
-    q = _proj(x, lp, "q", "BTD,DNH->BTNH", lora)
-    k = _proj(x, lp, "k", "BSD,DKH->BSKH", lora)
-    v = _proj(x, lp, "v", "BSD,DKH->BSKH", lora)
-    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    q = q.reshape(b, t, k_heads, g, cfg.head_dim)
-    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
-    logits = logits * cfg.attn_scale
-    if cfg.attn_softcap is not None:
-        logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
-    logits = jnp.where(mask[:, None, None], logits, _NEG)
-    probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs.astype(v.dtype), v)
-    out = out.reshape(b, t, cfg.num_heads, cfg.head_dim)
-    out = _proj(out, lp, "o", "BTNH,NHD->BTD", lora)
-    importance = None
-    if probe is not None:
-        rows = jnp.take_along_axis(probs, probe[:, None, None, None, None], axis=3)  # [B,K,G,1,S]
-        importance = rows.sum(axis=(1, 2, 3))
-    return out, importance
-
-
 def _activation(name: str):
     if name in ("silu", "swish"):
         return jax.nn.silu
@@ -163,27 +114,87 @@ def _activation(name: str):
     raise ValueError(f"unsupported hidden activation {name!r}")
 
 
-def mlp(lp: Params, x: jax.Array, cfg: ModelConfig, lora: LayerLora | None = None) -> jax.Array:
-    """Gated MLP: down(act(gate(x)) * up(x)); x [B, T, D]."""
-    act = _activation(cfg.hidden_act)
-    gate = _proj(x, lp, "gate", "BTD,DF->BTF", lora)
-    up = _proj(x, lp, "up", "BTD,DF->BTF", lora)
-    return _proj(act(gate) * up, lp, "down", "BTF,FD->BTD", lora)
+class DecoderLayer(nn.Module):
+    """One pre-norm decoder layer (Gemma2 adds post-norms), applied functionally::
 
+        DecoderLayer(cfg, scales, rates).apply(
+            {"params": layer_slice, "lora": {"0": adapter0_slice, ...}},
+            x, cos, sin, mask, probe, rngs={"dropout": key})  # -> (x', importance)
 
-def decoder_layer(lp: Params, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
-                  cfg: ModelConfig, probe: jax.Array | None = None,
-                  lora: LayerLora | None = None):
-    """One pre-norm decoder layer (Gemma2 adds post-norms). Returns (x [B,T,D], importance)."""
-    a, importance = attention(lp, rms_norm(x, lp["attn_norm"], cfg), cos, sin, mask, cfg, probe,
-                              lora)
-    if cfg.post_norms:
-        a = rms_norm(a, lp["post_attn_norm"], cfg)
-    x = x + a
-    m = mlp(lp, rms_norm(x, lp["mlp_norm"], cfg), cfg, lora)
-    if cfg.post_norms:
-        m = rms_norm(m, lp["post_mlp_norm"], cfg)
-    return x + m, importance
+    ``lora_scales`` / ``lora_rates``: each adapter's scale and dropout rate (adapter ``n`` is
+    the ``lora`` entry ``str(n)``); dropout runs only with a ``dropout`` rng, one independent
+    mask per projection per adapter, as PEFT's per-module ``lora_dropout``."""
+
+    cfg: ModelConfig
+    lora_scales: tuple[float, ...] = ()
+    lora_rates: tuple[float, ...] = ()
+
+    def setup(self) -> None:
+        self.w = {w.name: self.param(w.name, spec.jax_init(w, self.cfg), spec.shape(w, self.cfg))
+                  for w in spec.layer_weights(self.cfg)}
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+                 probe: jax.Array | None = None):
+        """x [B, T, D], cos/sin [B, T, H], mask [B, T, S=T] bool, probe [B] or None.
+        Returns (x [B, T, D], importance [B, S] or None: see :meth:`attention`)."""
+        cfg, w = self.cfg, self.w
+        a, importance = self.attention(rms_norm(x, w["attn_norm"], cfg), cos, sin, mask, probe)
+        if cfg.post_norms:
+            a = rms_norm(a, w["post_attn_norm"], cfg)
+        x = x + a
+        m = self.mlp(rms_norm(x, w["mlp_norm"], cfg))
+        if cfg.post_norms:
+            m = rms_norm(m, w["post_mlp_norm"], cfg)
+        return x + m, importance
+
+    def proj(self, x: jax.Array, name: str, eq: str) -> jax.Array:
+        """``einsum(eq, x, W_name) + bias`` plus each adapter's low-rank delta."""
+        y = jnp.einsum(eq, x, self.w[name].astype(x.dtype))
+        if name + "_bias" in self.w:
+            y = y + self.w[name + "_bias"].astype(x.dtype)
+        for n, (scale, rate) in enumerate(zip(self.lora_scales, self.lora_rates)):
+            factors = self.get_variable("lora", str(n)) or {}
+            if name in factors:
+                key = None
+                if rate > 0.0 and self.has_rng("dropout"):
+                    key = self.make_rng("dropout")  # a fresh key per call: one mask each
+                y = y + lora_lib.delta(x, factors[name]["a"], factors[name]["b"], eq, scale,
+                                       rate, key)
+        return y
+
+    def attention(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array,
+                  probe: jax.Array | None = None):
+        """Self-attention. Returns (out [B, T, D], importance): importance [B, S] (float32) is
+        the attention paid by query row ``probe`` [B] to each key, summed over heads (None
+        when ``probe`` is None)."""
+        cfg = self.cfg
+        b, t, _ = x.shape
+        k_heads, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
+        q = self.proj(x, "q", "BTD,DNH->BTNH")
+        k = self.proj(x, "k", "BSD,DKH->BSKH")
+        v = self.proj(x, "v", "BSD,DKH->BSKH")
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = q.reshape(b, t, k_heads, g, cfg.head_dim)
+        logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
+        logits = logits * cfg.attn_scale
+        if cfg.attn_softcap is not None:
+            logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
+        logits = jnp.where(mask[:, None, None], logits, _NEG)
+        probs = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("BKGTS,BSKH->BTKGH", probs.astype(v.dtype), v)
+        out = self.proj(out.reshape(b, t, cfg.num_heads, cfg.head_dim), "o", "BTNH,NHD->BTD")
+        importance = None
+        if probe is not None:
+            rows = jnp.take_along_axis(probs, probe[:, None, None, None, None], axis=3)
+            importance = rows.sum(axis=(1, 2, 3))  # [B,K,G,1,S] -> [B, S]
+        return out, importance
+
+    def mlp(self, x: jax.Array) -> jax.Array:
+        """Gated MLP: down(act(gate(x)) * up(x)); x [B, T, D]."""
+        act = _activation(self.cfg.hidden_act)
+        gate = self.proj(x, "gate", "BTD,DF->BTF")
+        up = self.proj(x, "up", "BTD,DF->BTF")
+        return self.proj(act(gate) * up, "down", "BTF,FD->BTD")
 
 
 def embed(params: Params, input_ids: jax.Array, cfg: ModelConfig, dtype) -> jax.Array:
@@ -199,31 +210,37 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
                probe: jax.Array | None = None, keep_hidden: bool = False,
                adapters: Sequence[Adapter] = (), rng: jax.Array | None = None,
                remat: bool = False):
-    """Runs decoder layers ``start..stop-1`` as one ``lax.scan`` over the stacked weights.
+    """Runs decoder layers ``start..stop-1`` as one ``lax.scan`` over the stacked weights (the
+    body slices layer ``i`` and applies :class:`DecoderLayer` to it).
 
-    ``adapters``: LoRA trees added to the layer weights at run time (``mrr_jax.core.lora``); ``rng``
-    turns on their dropout (training); ``remat`` recomputes each layer in the backward pass.
+    ``adapters``: LoRA trees added to the layer weights at run time (``mrr_jax.core.lora``), the
+    ``lora`` collection; ``rng`` turns on their dropout (training: the ``dropout`` stream gets
+    ``fold_in(rng, i)`` at layer i); ``remat`` recomputes each layer in the backward pass.
 
     x [B, T, D]; positions [B, T] int; valid [B, T] bool. Per layer it can record
     ``x[b, gather[b]]`` (gather [B] -> [stop-start, B, D]), the importance row of ``probe`` [B]
     ([stop-start, B, T]) and, with ``keep_hidden``, the whole output ([stop-start, B, T, D]).
     Returns (x, records dict)."""
+    if stop <= start:
+        return x, {}
     cos, sin = rope_tables(positions, cfg)
     full, sliding = attention_masks(positions, valid, cfg)
     flags = jnp.asarray(cfg.sliding_layers or (False,) * cfg.num_layers)
     layers = jax.tree.map(jnp.asarray, params["layers"])  # host (numpy) weights too
+    layer = DecoderLayer(cfg, tuple(ad.scale for ad in adapters),
+                         tuple(ad.dropout for ad in adapters))
+
+    def at(i, tree):
+        return jax.tree.map(lambda w: w[i], tree)
 
     def body(h, i):
-        lp = jax.tree.map(lambda w: w[i], layers)
-        lora = None
+        variables = {"params": at(i, layers)}
         if adapters:
-            lora = LayerLora(tuple(jax.tree.map(lambda w: w[i], ad.params.get("layers", {}))
-                                   for ad in adapters),
-                             tuple(ad.scale for ad in adapters),
-                             tuple(ad.dropout for ad in adapters),
-                             None if rng is None else jax.random.fold_in(rng, i))
+            variables["lora"] = {str(n): at(i, ad.params.get("layers", {}))
+                                 for n, ad in enumerate(adapters)}
+        rngs = None if rng is None else {"dropout": jax.random.fold_in(rng, i)}
         mask = full if sliding is None else jnp.where(flags[i], sliding, full)
-        h, importance = decoder_layer(lp, h, cos, sin, mask, cfg, probe, lora)
+        h, importance = layer.apply(variables, h, cos, sin, mask, probe, rngs=rngs)
         rec = {}
         if gather is not None:
             rec["gathered"] = jnp.take_along_axis(h, gather[:, None, None], axis=1)[:, 0]
@@ -233,8 +250,6 @@ def run_layers(params: Params, x: jax.Array, positions: jax.Array, valid: jax.Ar
             rec["hidden"] = h
         return h, rec
 
-    if stop <= start:
-        return x, {}
     if remat:
         body = jax.checkpoint(body)
     return jax.lax.scan(body, x, jnp.arange(start, stop))

@@ -1,7 +1,9 @@
 """LoRA adapters as separate parameter trees (DESIGN.md §2), applied at run time or folded.
 
 An adapter never touches the frozen base tree; it is its own pytree with the base's stacked
-layout (letters as in ``mrr_jax.core.decoder``, ``r`` the LoRA rank)::
+layout (letters as in ``mrr_jax.core.decoder``, ``r`` the LoRA rank; the shapes come from
+``mrr_jax.core.spec``: ``a`` takes the weight's input axes then r, ``b`` r then its output
+axes)::
 
     layers/q    a [L, D, r]      b [L, r, N, H]
     layers/k, v a [L, D, r]      b [L, r, K, H]
@@ -28,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LAYER_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
-TARGETS = (*LAYER_TARGETS, "heads")
-# Number of leading (input) axes of each stacked base weight after the layer axis.
+from mrr_jax.core import spec
+
 Params = dict
-IN_AXES = {"q": 1, "k": 1, "v": 1, "o": 2, "gate": 1, "up": 1, "down": 1}
+TARGETS = spec.LORA_TARGETS  # q, k, v, o, gate, up, down, heads
+LAYER_TARGETS = TARGETS[:-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,19 +82,11 @@ def init_lora(key: jax.Array, base: Params, heads: jax.Array, cfg: LoraConfig,
     for k, name in zip(keys, TARGETS):
         if name not in cfg.targets:
             continue
-        if name == "heads":
-            e, d = heads.shape
-            shapes = ((e, d), (e,))
-        else:
-            w = base["layers"][name]
-            n_in = IN_AXES[name]
-            shapes = (w.shape[:1 + n_in], (w.shape[0], *w.shape[1 + n_in:]))
-        in_shape, out_shape = shapes
-        fan_in = math.prod(in_shape[1:])
-        bound = 1.0 / math.sqrt(fan_in)
-        a = jax.random.uniform(k, (*in_shape, cfg.rank), dtype, -bound, bound)
-        b = jnp.zeros((out_shape[0], cfg.rank, *out_shape[1:]), dtype)
-        entry = {"a": a, "b": b}
+        w = heads if name == "heads" else base["layers"][name]
+        a_shape, b_shape = spec.lora_shapes(name, w.shape, cfg.rank)
+        bound = 1.0 / math.sqrt(math.prod(a_shape[1:-1]))  # fan-in: the input axes
+        a = jax.random.uniform(k, a_shape, dtype, -bound, bound)
+        entry = {"a": a, "b": jnp.zeros(b_shape, dtype)}
         if name == "heads":
             out["heads"] = entry
         else:
@@ -160,9 +154,9 @@ def fold(base: Params, heads: jax.Array, adapters: Sequence[Adapter]
             w = layers[name]
             xp = np if isinstance(w, np.ndarray) else jnp
             layers[name] = (w.astype(xp.float32)
-                            + _delta_weight(entry, IN_AXES[name], ad.scale, xp)).astype(w.dtype)
+                            + _delta_weight(entry, spec.n_in(name), ad.scale, xp)).astype(w.dtype)
         if "heads" in ad.params:
             xp = np if isinstance(heads, np.ndarray) else jnp
             heads = (heads.astype(xp.float32) + _delta_weight(
-                ad.params["heads"], 1, ad.scale, xp)).astype(heads.dtype)
+                ad.params["heads"], spec.n_in("heads"), ad.scale, xp)).astype(heads.dtype)
     return {**base, "layers": layers}, heads

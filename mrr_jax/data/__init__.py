@@ -10,6 +10,9 @@ atomic writers (``write_*``):
 - :mod:`mrr_jax.data.candidates` -- candidates JSONL (one query and its candidates per line)
 - :mod:`mrr_jax.data.flag` -- FlagEmbedding training JSONL
 - :mod:`mrr_jax.data.ids` -- ``check_ids``: unknown document/query ids in a run
+- :mod:`mrr_jax.data.units` -- re-ranking units: a query and its top-k candidates' passages
+- :mod:`mrr_jax.data.metrics` -- retrieval metrics of runs against qrels (ir-measures) and
+  their plain-text table
 - :mod:`mrr_jax.data.example` -- the embedded example dataset (``python -m mrr_jax.data.example``)
 
 Bad input raises :class:`DataError` (a ``ValueError``) naming the file, the 1-based line and

@@ -62,6 +62,7 @@ import numpy as np
 from mrr_jax.data import beir, trec
 from mrr_jax.data.fileio import PathLike, atomic_write
 from mrr_jax.data.flag import FlagRow, write_flag
+from mrr_jax.data.metrics import evaluate_run, format_table
 from mrr_jax.data.records import Doc, Qrels, Run
 
 SPLITS = ("train", "dev", "test")
@@ -245,8 +246,6 @@ def _mean(values: list[int]) -> float:
 def build(out: PathLike, *, max_docs: int = 3000, max_words: int = 200, top_k: int = 100,
           negatives: int = 15, neg_depth: int = 30, root: Path | None = None) -> dict[str, Any]:
     """Build the example dataset into ``out`` (see the module docstring); return the stats."""
-    from mrr_jax.evaluation.evaluate import evaluate_run
-
     if max_docs < 10 or max_words < 1 or top_k < 1 or negatives < 1 or neg_depth < 1:
         raise ValueError("max_docs >= 10 and positive max_words, top_k, negatives, neg_depth")
     out = Path(out)
@@ -372,8 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from mrr_jax.evaluation.evaluate import format_table
-
     print(f"{out}: {stats['docs']} passages from {stats['source']}; queries "
           + ", ".join(f"{s} {n}" for s, n in stats["queries"].items()))
     print(format_table([(f"bm25 {s}", m) for s, m in stats["bm25"].items()], METRICS,

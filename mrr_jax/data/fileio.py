@@ -109,9 +109,11 @@ def to_float(text: Any, *, path: PathLike | None, line: int | None, field: str) 
     """Parse a finite float (from a string or a JSON number), or raise naming the field."""
     if isinstance(text, bool):
         raise DataError("expected a number, got a boolean", path=path, line=line, field=field)
+    if not isinstance(text, str | int | float):  # a JSON null, list or object
+        raise DataError(f"not a number: {text!r}", path=path, line=line, field=field)
     try:
         value = float(text)
-    except (TypeError, ValueError):
+    except ValueError:
         raise DataError(f"not a number: {text!r}", path=path, line=line, field=field) from None
     if not math.isfinite(value):
         raise DataError(f"not a finite number: {text!r}", path=path, line=line, field=field)

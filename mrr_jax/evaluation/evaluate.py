@@ -1,36 +1,28 @@
-"""Retrieval metrics of TREC runs against qrels, and the plan-grid table (quality against cost).
+"""Metrics of TREC run files against qrels (the ``python -m mrr_jax.evaluate`` command), and
+the plan-grid table (quality against cost).
 
 Command line::
 
     python -m mrr_jax.evaluate --run RUN [RUN ...] --qrels QRELS
         [--metrics RR@10 nDCG@10 R@100 AP] [--out results.json] [--per-query]
+    python -m mrr_jax.evaluate grid ...        # the plan grid (``python -m mrr_jax.grid``)
 
-Metrics are computed by ``ir-measures`` (its trec_eval-compatible providers), never by hand.
-Names are ir-measures names (``RR@10``, ``nDCG@10``, ``R@100``, ``AP``, ``P@5``, ...); the
-aliases ``MRR@k``, ``Recall@k``, ``NDCG@k`` and ``MAP`` are accepted, and results are keyed by
-the name as given. Conventions:
-
-- Ranking order is :func:`mrr_jax.data.trec.ranking` (score descending, ties by docid
-  ascending), the order :func:`mrr_jax.data.trec.write_run` writes ranks in; the run is
-  re-scored by rank before evaluation so that every provider sees exactly that order.
-- The evaluated queries are those of the qrels with at least one relevant document
-  (relevance > 0). Such a query that the run lacks scores 0 on every metric (as
-  ``trec_eval -c``); run queries absent from the qrels are ignored.
-- Qrels may be BEIR TSV (``query-id corpus-id score``, header optional) or TREC
-  (``qid 0 docid rel``); the format is detected from the first line.
+The metrics themselves (ir-measures names and aliases, ranking order, which queries count) are
+:mod:`mrr_jax.data.metrics`; they are re-exported here. Qrels may be BEIR TSV (``query-id
+corpus-id score``, header optional) or TREC (``qid 0 docid rel``); the format is detected from
+the first line.
 
 :func:`grid_table` writes ``grid.json``, ``grid.md`` and ``grid.png`` from rows
 ``{"plan", "metrics", "flops", "seconds"}`` (the plan grid of the re-ranker; a baseline such as
 BM25 is a row with ``"baseline": True`` or ``flops == 0``).
 """
 
+
 from __future__ import annotations
 
 import argparse
 import io
 import json
-import math
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,76 +31,21 @@ from typing import Any
 from mrr_jax.data import beir, trec
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike, atomic_write, atomic_write_bytes, iter_lines
+from mrr_jax.data.metrics import (
+    DEFAULT_METRICS,
+    canonical_metric,
+    evaluate_per_query,
+    evaluate_run,
+    evaluated_queries,
+    format_table,
+    format_value,
+    mean_metrics,
+    parse_metrics,
+)
 from mrr_jax.data.records import Qrels, Run
 
-DEFAULT_METRICS: tuple[str, ...] = ("RR@10", "nDCG@10", "R@100")
-
-_ALIASES = {"mrr": "RR", "rr": "RR", "recall": "R", "r": "R", "ndcg": "nDCG", "map": "AP",
-            "ap": "AP", "p": "P", "precision": "P"}
-
-
-def canonical_metric(name: str) -> str:
-    """The ir-measures name of a metric: ``MRR@10 -> RR@10``, ``Recall@100 -> R@100``, ..."""
-    m = re.fullmatch(r"([A-Za-z_]+)(.*)", name.strip())
-    if not m:
-        raise ValueError(f"unknown metric {name!r}")
-    head, tail = m.groups()
-    return _ALIASES.get(head.lower(), head) + tail
-
-
-def _measures(metrics: Sequence[str]) -> dict[str, Any]:
-    import ir_measures
-
-    out = {}
-    for name in metrics:
-        try:
-            out[name] = ir_measures.parse_measure(canonical_metric(name))
-        except (ValueError, NameError, SyntaxError, TypeError) as e:
-            raise ValueError(f"unknown metric {name!r} ({e})") from None
-    if not out:
-        raise ValueError("no metrics given")
-    return out
-
-
-def evaluated_queries(qrels: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """The qrels queries with at least one relevant document (relevance > 0), in qrels order."""
-    return [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
-
-
-def evaluate_per_query(run: Mapping[str, Mapping[str, float]],
-                       qrels: Mapping[str, Mapping[str, int]],
-                       metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, dict[str, float]]:
-    """``{qid: {metric: value}}`` for every evaluated query (see the module docstring)."""
-    import ir_measures
-
-    measures = _measures(metrics)
-    qids = evaluated_queries(qrels)
-    if not qids:
-        raise ValueError("the qrels have no query with a relevant document")
-    judged = {q: {d: int(r) for d, r in qrels[q].items()} for q in qids}
-    ranked = {}
-    for q in qids:
-        docs = trec.ranking(run.get(q, {}))
-        if docs:  # re-score by rank: every provider then sees exactly this order
-            ranked[q] = {d: float(len(docs) - i) for i, (d, _) in enumerate(docs)}
-    by_measure: dict[Any, list[str]] = {}
-    for name, m in measures.items():
-        by_measure.setdefault(m, []).append(name)
-    values: dict[str, dict[str, float]] = {q: {} for q in qids}
-    for res in ir_measures.iter_calc(list(by_measure), judged, ranked):
-        if res.query_id in values:
-            for name in by_measure[res.measure]:
-                values[res.query_id][name] = float(res.value)
-    return {q: {name: values[q].get(name, 0.0) for name in measures} for q in qids}
-
-
-def evaluate_run(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
-                 metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """Mean of each metric over the evaluated queries: ``{metric name as given: mean}``."""
-    per_query = evaluate_per_query(run, qrels, metrics)
-    return {name: math.fsum(v[name] for v in per_query.values()) / len(per_query)
-            for name in metrics}
-
+__all__ = ["DEFAULT_METRICS", "canonical_metric", "evaluate_per_query", "evaluate_run",
+           "evaluated_queries", "format_table", "grid_table", "load_qrels_any", "main"]
 
 def load_qrels_any(path: PathLike) -> Qrels:
     """Read qrels in BEIR TSV or TREC format, detected from the first non-blank line."""
@@ -122,22 +59,6 @@ def load_qrels_any(path: PathLike) -> Qrels:
         raise DataError("not a qrels file: expected 3 tab-separated columns (BEIR) or 4 "
                         "columns (TREC)", path=path, line=line, field="columns")
     raise DataError("empty qrels file", path=path)
-
-
-def format_table(rows: Sequence[tuple[str, Mapping[str, float]]], metrics: Sequence[str],
-                 first: str = "run") -> str:
-    """A plain-text table: one row per ``(name, {metric: value})``, values to 4 decimals."""
-    header = [first, *metrics]
-    body = [[name, *(_fmt(vals.get(m)) for m in metrics)] for name, vals in rows]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- plan grid
@@ -200,7 +121,7 @@ def _grid_markdown(rows: Sequence[Mapping[str, Any]], names: list[str]) -> str:
     for row in rows:
         flops, secs = row.get("flops"), row.get("seconds")
         plan = row["plan"].replace("|", "\\|") + (" (baseline)" if _is_baseline(row) else "")
-        cells = [plan, *(_fmt(row["metrics"].get(m)) for m in names),
+        cells = [plan, *(format_value(row["metrics"].get(m)) for m in names),
                  "-" if flops is None else f"{flops / 1e9:.4g}",
                  "-" if secs is None else f"{secs:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -263,23 +184,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status. ``grid ...`` runs the plan-grid
-    mode (``python -m mrr_jax.evaluate grid --help``, the same as ``python -m mrr_jax.grid``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["grid"]:
-        from mrr_jax.evaluation.grid import main as grid_main
-
-        return grid_main(argv[1:])
+    """The metrics command line (without the ``grid`` sub-command: that is
+    :func:`mrr_jax.evaluation.cli.main`); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        _measures(args.metrics)
+        parse_metrics(args.metrics)
         qrels = load_qrels_any(args.qrels)
         results: dict[str, Any] = {}
         for path in args.run:
             run: Run = trec.load_run(path)
             per_query = evaluate_per_query(run, qrels, args.metrics)
-            mean = {m: math.fsum(v[m] for v in per_query.values()) / len(per_query)
-                    for m in args.metrics}
+            mean = mean_metrics(per_query, args.metrics)
             covered = sum(q in run for q in per_query)
             if covered < len(per_query):
                 print(f"warning: {path} lacks {len(per_query) - covered} of the "
@@ -299,7 +214,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             f.write(json.dumps({"qrels": str(args.qrels), "metrics": list(args.metrics),
                                 "runs": results}, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,7 +8,7 @@ Command line::
 
 For each plan: the ``top_k`` first-stage candidates of every evaluated query (judged relevant
 at least once; the first ``--max-queries`` in qid order) are re-ranked, the run is evaluated
-with ``evaluation.evaluate.evaluate_run`` (``nDCG@10``, ``RR@10``, ``R@<top_k>``), and the cost
+with ``data.metrics.evaluate_run`` (``nDCG@10``, ``RR@10``, ``R@<top_k>``), and the cost
 is recorded: predicted FLOPs per pair (``Plan.flops`` on each pair's real segment lengths,
 averaged; also relative to the full model) and wall seconds of scoring. Compilation is kept out
 of the seconds: every batch shape a plan will meet is compiled ahead (reported as
@@ -20,10 +20,11 @@ first-stage run (cut to ``top_k``) is a baseline row with ``flops == 0``. With `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,12 @@ from mrr_jax.data import beir, trec
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike
 from mrr_jax.data.ids import check_ids
-from mrr_jax.evaluation.evaluate import evaluate_run, evaluated_queries, format_table, grid_table
-from mrr_jax.inputs.batching import batch_shape, plan_batches
+from mrr_jax.data.metrics import evaluate_run, evaluated_queries, format_table
+from mrr_jax.data.units import units_from_run
+from mrr_jax.evaluation.evaluate import grid_table
+from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import EncodedPair
-from mrr_jax.scoring_job.job import (
-    JobError,
-    Pass,
-    model_path,
-    parse_plan,
-    score_pass,
-    units_from_run,
-)
+from mrr_jax.weights.assets import model_path
 
 
 def grid_metrics(top_k: int) -> list[str]:
@@ -60,32 +56,84 @@ def mean_flops(rr, encoded: Sequence[EncodedPair], plan: Plan) -> float:
 
 def precompile(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]],
                plan: Plan, exits: Sequence[int], batch_size: int) -> float:
-    """Compiles, without running, the program of every batch shape in ``batches``; returns
-    the seconds spent. Falls back to scoring one batch per shape if ahead-of-time lowering is
-    not possible."""
+    """Compiles, without running, the program of every batch shape in ``batches`` (the
+    ``score_forward`` call of ``Reranker.score_encoded``, lowered ahead of time); returns the
+    seconds spent."""
     import jax.numpy as jnp
 
     from mrr_jax.core.forward import score_forward
-    from mrr_jax.inputs import batching
 
     start = time.perf_counter()
     seen: set[tuple[int, ...]] = set()
     for idx in batches:
         rows = [encoded[i] for i in idx]
-        shape = batch_shape(rows, batch_size)
+        shape = batching.batch_shape(rows, batch_size)
         if shape in seen:
             continue
         seen.add(shape)
         arrays = batching.pack(rows, batching.batch_bucket(len(rows), batch_size))
-        try:
-            score_forward.lower(
-                rr.params, rr.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
-                adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
-                exits=tuple(sorted(set(exits))), start_layer=rr.start_layer,
-                compat=rr.compat == "reference", dtype=rr.dtype, return_aux=False).compile()
-        except (TypeError, AttributeError):  # the scoring signature moved: warm up by running
-            rr.score_encoded(rows, plan=plan, exits=list(exits), batch_size=batch_size)
+        score_forward.lower(
+            rr.params, rr.heads, **{k: jnp.asarray(v) for k, v in arrays.items()},
+            adapters=rr.adapters_for(plan), cfg=rr.cfg, plan=plan,
+            exits=tuple(sorted(set(exits))), start_layer=rr.start_layer,
+            compat=rr.compat == "reference", dtype=rr.dtype, return_aux=False).compile()
     return time.perf_counter() - start
+
+
+def score_plan(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]],
+               plan: Plan, batch_size: int, on_batch: Callable[[int], None]) -> np.ndarray:
+    """Scores [n] float32 of every pair under resolved ``plan`` (exit at its depth), scored in
+    ``batches``; ``on_batch(rows)`` after each."""
+    out = np.zeros(len(encoded), np.float32)
+    for idx in batches:
+        out[idx] = rr.score_encoded([encoded[i] for i in idx], plan=plan, exits=[plan.depth],
+                                    batch_size=batch_size)[0]
+        on_batch(len(idx))
+    return out
+
+
+@dataclasses.dataclass
+class GridPairs:
+    """The grid's evaluated queries, their qrels, the first-stage run cut to ``top_k``, and the
+    tokenized (query, candidate) pairs with their ``(qid, docid)`` keys and batches."""
+
+    qids: list[str]
+    judged: dict[str, dict[str, int]]
+    first: dict[str, dict[str, float]]
+    keys: list[tuple[str, str]]
+    encoded: list[EncodedPair]
+    batches: list[list[int]]
+
+    @property
+    def truncated(self) -> int:
+        return sum(e.truncated for e in self.encoded)
+
+
+def grid_pairs(rr, data_dir: PathLike, split: str, first_stage: PathLike, top_k: int,
+               max_queries: int | None, *, batch_size: int, tokens_per_batch: int | None,
+               max_length: int, query_max_length: int | None) -> GridPairs:
+    """Reads the split and the first-stage run; tokenizes and batches the pairs, once."""
+    corpus, queries, qrels = beir.load_split(data_dir, split)
+    qids = sorted(evaluated_queries(qrels), key=trec.qid_key)[:max_queries]
+    if not qids:
+        raise DataError(f"split {split!r} has no query with a relevant document",
+                        path=Path(data_dir) / "qrels" / f"{split}.tsv")
+    wanted = set(qids)
+    run = check_ids(first_stage, corpus).run
+    first = trec.top_k({q: d for q, d in run.items() if q in wanted}, top_k)
+    unknown = [q for q in first if q not in queries]
+    if unknown:
+        raise DataError(f"query {unknown[0]!r} of the run is not in queries.jsonl",
+                        path=first_stage, field="qid")
+    units = units_from_run(first, queries, corpus, top_k)
+    pairs = [(u.query, p) for u in units for p in u.passages]
+    if not pairs:
+        raise DataError("the first-stage run has no candidates for the chosen queries",
+                        path=first_stage)
+    encoded = rr.encode(pairs, max_length, query_max_length)
+    return GridPairs(qids, {q: qrels[q] for q in qids}, first,
+                     [(u.qid, d) for u in units for d in u.docids], encoded,
+                     batching.plan_batches(encoded, batch_size, tokens_per_batch))
 
 
 def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
@@ -102,64 +150,49 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     ``compile_seconds``, ``pairs``, ``pairs_per_second``, ``queries``, ``truncated``. The
     baseline row is the first-stage run cut to ``top_k``, with ``flops == 0``. With ``out``,
     ``grid.json``, ``grid.md`` and ``grid.png`` are written there."""
-    corpus, queries, qrels = beir.load_split(data_dir, split)
-    qids = sorted(evaluated_queries(qrels), key=trec.qid_key)[:max_queries]
-    if not qids:
-        raise DataError(f"split {split!r} has no query with a relevant document",
-                        path=Path(data_dir) / "qrels" / f"{split}.tsv")
-    wanted = set(qids)
-    run = check_ids(first_stage, corpus).run
-    first = trec.top_k({q: d for q, d in run.items() if q in wanted}, top_k)
-    unknown = [q for q in first if q not in queries]
-    if unknown:
-        raise DataError(f"query {unknown[0]!r} of the run is not in queries.jsonl",
-                        path=first_stage, field="qid")
-    judged = {q: qrels[q] for q in qids}
+    g = grid_pairs(rr, data_dir, split, first_stage, top_k, max_queries, batch_size=batch_size,
+                   tokens_per_batch=tokens_per_batch, max_length=max_length,
+                   query_max_length=query_max_length)
     metrics = grid_metrics(top_k)
-    units = units_from_run(first, queries, corpus, top_k)
-    pairs = [(u.query, p) for u in units for p in u.passages]
-    keys = [(u.qid, d) for u in units for d in u.docids]
-    if not pairs:
-        raise DataError("the first-stage run has no candidates for the chosen queries",
-                        path=first_stage)
-    encoded = rr.encode(pairs, max_length, query_max_length)
-    truncated = sum(e.truncated for e in encoded)
-    batches = plan_batches(encoded, batch_size, tokens_per_batch)
-    full_flops = mean_flops(rr, encoded, Plan().resolve(rr.cfg.num_layers))
-    _log(f"grid: {len(qids)} queries ({len(units)} with candidates), {len(pairs)} pairs, "
-         f"{len(batches)} batches, {truncated} truncated", progress)
-
-    rows: list[dict[str, Any]] = []
-    for given in plans:
-        plan = (parse_plan(given) if isinstance(given, str) else given).resolve(
-            rr.cfg.num_layers)
-        one = Pass(plan, ((0, plan.depth),))
-        compile_s = precompile(rr, encoded, batches, plan, one.exits, batch_size)
-        with _bar(len(pairs), str(given), progress) as bar:
-            t0 = time.perf_counter()
-            scores = score_pass(rr, encoded, batches, one, batch_size, bar.update)[0]
-            seconds = time.perf_counter() - t0
-        reranked: dict[str, dict[str, float]] = {}
-        for (qid, docid), s in zip(keys, scores):
-            reranked.setdefault(qid, {})[docid] = float(s)
-        flops = mean_flops(rr, encoded, plan)
-        rows.append({
-            "plan": str(given), "plan_resolved": str(plan),
-            "metrics": evaluate_run(reranked, judged, metrics),
-            "flops": flops, "flops_rel": flops / full_flops, "seconds": seconds,
-            "compile_seconds": compile_s, "pairs": len(pairs),
-            "pairs_per_second": len(pairs) / seconds if seconds > 0 else None,
-            "queries": len(qids), "truncated": truncated,
-            "score_stats": {"mean": float(np.mean(scores)), "std": float(np.std(scores))}})
-        _log(f"grid: {given}: {rows[-1]['metrics']} in {seconds:.1f} s "
-             f"(+{compile_s:.1f} s compile)", progress)
+    with_candidates = len({q for q, _ in g.keys})
+    _log(f"grid: {len(g.qids)} queries ({with_candidates} with candidates), {len(g.encoded)} "
+         f"pairs, {len(g.batches)} batches, {g.truncated} truncated", progress)
+    rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
     rows.append({"plan": baseline_name or _baseline_name(first_stage),
-                 "metrics": evaluate_run(first, judged, metrics), "flops": 0.0,
-                 "flops_rel": 0.0, "seconds": 0.0, "baseline": True, "queries": len(qids),
-                 "pairs": len(pairs)})
+                 "metrics": evaluate_run(g.first, g.judged, metrics), "flops": 0.0,
+                 "flops_rel": 0.0, "seconds": 0.0, "baseline": True, "queries": len(g.qids),
+                 "pairs": len(g.encoded)})
     if out is not None:
         grid_table(rows, out)
     return rows
+
+
+def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_size: int,
+             progress: bool) -> dict[str, Any]:
+    """One plan's grid row: compiled ahead, then timed over every pair and evaluated."""
+    plan = (Plan.parse(given) if isinstance(given, str) else given).resolve(rr.cfg.num_layers)
+    compile_s = precompile(rr, g.encoded, g.batches, plan, (plan.depth,), batch_size)
+    with _bar(len(g.encoded), str(given), progress) as bar:
+        t0 = time.perf_counter()
+        scores = score_plan(rr, g.encoded, g.batches, plan, batch_size, bar.update)
+        seconds = time.perf_counter() - t0
+    reranked: dict[str, dict[str, float]] = {}
+    for (qid, docid), s in zip(g.keys, scores):
+        reranked.setdefault(qid, {})[docid] = float(s)
+    flops = mean_flops(rr, g.encoded, plan)
+    full_flops = mean_flops(rr, g.encoded, Plan().resolve(rr.cfg.num_layers))
+    pairs = len(g.encoded)
+    row = {
+        "plan": str(given), "plan_resolved": str(plan),
+        "metrics": evaluate_run(reranked, g.judged, metrics),
+        "flops": flops, "flops_rel": flops / full_flops, "seconds": seconds,
+        "compile_seconds": compile_s, "pairs": pairs,
+        "pairs_per_second": pairs / seconds if seconds > 0 else None,
+        "queries": len(g.qids), "truncated": g.truncated,
+        "score_stats": {"mean": float(np.mean(scores)), "std": float(np.std(scores))}}
+    _log(f"grid: {given}: {row['metrics']} in {seconds:.1f} s (+{compile_s:.1f} s compile)",
+         progress)
+    return row
 
 
 def _baseline_name(first_stage: PathLike) -> str:
@@ -227,10 +260,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
     args = _parser().parse_args(argv)
-    plans = [t.strip() or "full" for t in args.plans.split(";") if t.strip()]
+    plans = [t.strip() for t in args.plans.split(";") if t.strip()]
     try:
         for text in plans:
-            parse_plan(text)
+            Plan.parse(text)
         if args.top_k < 1 or (args.max_queries is not None and args.max_queries < 1):
             raise ValueError("--top-k and --max-queries must be >= 1")
         from mrr_jax.inference.reranker import Reranker
@@ -242,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
                          query_max_length=args.query_max_length,
                          baseline_name=args.baseline_name, progress=args.progress)
-    except (DataError, JobError, ValueError, FileNotFoundError) as e:
+    except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_grid(rows))

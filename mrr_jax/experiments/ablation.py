@@ -27,6 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mrr_jax.experiments.demo import CONFIG, ensure_data, grid, load, train_stage, write_report
+from mrr_jax.training.state import adapter_folder
+from mrr_jax.weights.adapters import AdapterRole
+
+STAGE1 = AdapterRole("stage1")
 
 VARIANTS = {
     "(i) last exit": ["loss.exits='last'", "compress.ratios=(1,)", "loss.self=0.0",
@@ -69,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {name}: training -> {work}", file=sys.stderr)
         train_stage(args.config, "stage1", work, data, [*steps, *overrides])
         name_dir = "stage1" if name == "(iii) cascade" else _slug(name)
-        grids[name] = grid(name_dir, [work / "adapters" / "stage1"], **kw)
-    stage1 = out / "stage1" / "adapters" / "stage1"
+        grids[name] = grid(name_dir, [adapter_folder(work, STAGE1)], **kw)
+    stage1 = adapter_folder(out / "stage1", STAGE1)
     print(f"[{time.time() - t0:6.0f} s] (iv): compensation", file=sys.stderr)
     s2 = train_stage(args.config, "joint", out / "stage2", data, [
         f"train.steps={args.stage2_steps}", f"model.init_adapters=({str(stage1)!r},)"])

@@ -47,9 +47,9 @@ def ensure_data(out: Path) -> Path:
 
 def load(config: str | Path, arg: str, overrides: Sequence[str] = ()):
     """The training config ``config:arg`` with overrides."""
-    from mrr_jax.runtime.pyconfig import load_config_dict
+    from mrr_jax.runtime.pyconfig import load_config
 
-    return load_config_dict(f"{config}:{arg}", list(overrides))
+    return load_config(f"{config}:{arg}", overrides)
 
 
 def train_stage(config: str | Path, arg: str, workdir: Path, data: Path,
@@ -74,7 +74,7 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
     """The plan grid of the config's base model + ``adapters`` on the test split (cached in
     out/grids/name)."""
     from mrr_jax.evaluation.grid import plan_grid
-    from mrr_jax.inference.reranker import PlanAdapter
+    from mrr_jax.inference.adapters import PlanAdapter
     from mrr_jax.training import loop as train
 
     folder = out / "grids" / name
@@ -86,7 +86,7 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
             return rows
     c = load(config, "stage1")
     rr = train.load_model(c).place()
-    rr.adapters = tuple(PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters)
+    rr = rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
     return plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,
                      max_length=c.data.query_max_len + c.data.passage_max_len,
@@ -174,6 +174,9 @@ def write_report(out: Path, stem: str, grids: dict[str, list[dict[str, Any]]],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mrr_jax.training.state import adapter_folder
+    from mrr_jax.weights.adapters import AdapterRole
+
     p = argparse.ArgumentParser(prog="python -m mrr_jax.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
@@ -200,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"3/5 stage 1: cascaded self-distillation, {args.steps} steps -> {out / 'stage1'}")
     s1 = train_stage(args.config, "stage1", out / "stage1", data,
                      [f"train.steps={args.steps}"])
-    stage1 = out / "stage1" / "adapters" / "stage1"
+    stage1 = adapter_folder(out / "stage1", AdapterRole("stage1"))
     grids["stage 1"] = grid("stage1", [stage1], **kw)
     say(f"4/5 stage 2: joint V + H(2, 4) compensation, {args.stage2_steps} steps -> "
         f"{out / 'stage2'}")

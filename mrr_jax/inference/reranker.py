@@ -2,128 +2,179 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mrr_jax.core.backbone import DTYPES, Backbone, init_heads
 from mrr_jax.core.config import ModelConfig
-from mrr_jax.core.decoder import Params, lm_head_weight
+from mrr_jax.core.decoder import Params
 from mrr_jax.core.forward import score_forward
-from mrr_jax.core.lora import Adapter, fold
+from mrr_jax.core.lora import Adapter
 from mrr_jax.core.plan import Plan
+from mrr_jax.inference.adapters import PlanAdapter, adapters_for
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
 from mrr_jax.runtime import compile_cache
-from mrr_jax.weights.adapters import load_adapter, read_adapter
 from mrr_jax.weights.hf import assemble_params, load_hf_dir
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 COMPAT = ("default", "reference")
 
-
-def init_heads(params: Params, yes_token_id: int, num_exits: int) -> np.ndarray:
-    """Exit heads [E, D], every one the LM-head row of the "Yes" token."""
-    row = np.asarray(lm_head_weight(params)[yes_token_id], np.float32)
-    return np.tile(row[None], (num_exits, 1))
-
-
-@dataclasses.dataclass(frozen=True)
-class PlanAdapter:
-    """A loaded adapter and the plans it serves: ``role`` stage1 | vertical (every plan) or
-    horizontal (plans compressing with ``ratio``)."""
-
-    adapter: Adapter
-    role: str = "stage1"
-    ratio: int | None = None
-
-    @classmethod
-    def load(cls, path: str | Path, cfg: ModelConfig, start_layer: int) -> PlanAdapter:
-        """Our adapter folder (role and ratio from its metadata) or a PEFT LoRA folder (a
-        stage-1-like adapter applied to every plan)."""
-        conf = Path(path) / "adapter_config.json"
-        if conf.is_file() and "peft_type" in json.loads(conf.read_text()):
-            from mrr_jax.weights.peft import load_peft
-
-            tree, lcfg = load_peft(path, cfg, start_layer)
-            return cls(Adapter(tree, lcfg.scale, 0.0))
-        _, meta = read_adapter(path)
-        return cls(load_adapter(path, cfg, start_layer), meta.get("role", "stage1"),
-                   meta.get("ratio"))
+__all__ = ["COMPAT", "DTYPES", "Backbone", "PlanAdapter", "Reranker", "init_heads"]
 
 
 class Reranker:
-    """A Matryoshka re-ranker: a decoder backbone plus one linear exit head per layer
-    ``start_layer..L``. Exit k scores ``head_k(final_norm(h_k))`` at the last prompt token.
+    """A Matryoshka re-ranker: a frozen :class:`~mrr_jax.core.backbone.Backbone` (decoder plus
+    one linear exit head per layer ``start_layer..L``), its tokenizer and prompt, and the
+    adapters each plan runs with. Exit k scores ``head_k(final_norm(h_k))`` at the last prompt
+    token.
 
     ``compat="reference"`` reproduces the authors' code (importance from the last row of the
     padded batch, batches padded to a multiple of 8) so that checkpoints trained with it score as
     there; the default takes importance from each row's own scoring token, so a pair's scores
     never depend on the rest of its batch.
+
+    A Reranker is never changed after construction: :meth:`place`, :meth:`folded`,
+    :meth:`with_adapters` and :meth:`with_backbone` return new objects. The one piece of
+    per-call state is ``last_truncated``: how many pairs the last :meth:`compute_score` call on
+    this object cut to ``max_length`` (0 before any call).
     """
+
+    __slots__ = ("_backbone", "_tokenizer", "_bos_token_id", "_prompt", "_compat", "_adapters",
+                 "last_truncated")
 
     def __init__(self, cfg: ModelConfig, params: Params, heads: np.ndarray, *,
                  tokenizer=None, bos_token_id: int | None = None, start_layer: int = 4,
                  prompt: str = DEFAULT_PROMPT, compat: str = "default",
                  dtype: str = "float32", adapters: Sequence[PlanAdapter] = (),
                  place: bool = True) -> None:
+        backbone = Backbone.create(cfg, params, heads, start_layer=start_layer, dtype=dtype,
+                                   place=place)
+        self._init(backbone, tokenizer, bos_token_id, prompt, compat, adapters)
+
+    @classmethod
+    def from_backbone(cls, backbone: Backbone, *, tokenizer=None,
+                      bos_token_id: int | None = None, prompt: str = DEFAULT_PROMPT,
+                      compat: str = "default", adapters: Sequence[PlanAdapter] = ()
+                      ) -> Reranker:
+        """A Reranker over an existing backbone (its arrays used as they are)."""
+        rr = cls.__new__(cls)
+        rr._init(backbone, tokenizer, bos_token_id, prompt, compat, adapters)
+        return rr
+
+    def _init(self, backbone: Backbone, tokenizer, bos_token_id: int | None, prompt: str,
+              compat: str, adapters: Sequence[PlanAdapter]) -> None:
         if compat not in COMPAT:
             raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-        if not 1 <= start_layer <= cfg.num_layers:
-            raise ValueError(f"start_layer {start_layer} outside 1..{cfg.num_layers}")
-        n_exits = cfg.num_layers - start_layer + 1
-        if heads.shape != (n_exits, cfg.hidden_size):
-            raise ValueError(f"heads have shape {heads.shape}, expected "
-                             f"{(n_exits, cfg.hidden_size)} (one per layer {start_layer}.."
-                             f"{cfg.num_layers})")
+        if not isinstance(backbone, Backbone):
+            raise TypeError(f"expected a Backbone, got {type(backbone).__name__}")
+        adapters = tuple(adapters)
+        bad = [type(a).__name__ for a in adapters if not isinstance(a, PlanAdapter)]
+        if bad:
+            raise TypeError(f"adapters must be PlanAdapters (PlanAdapter.load(folder, cfg, "
+                            f"start_layer)), got {', '.join(bad)}")
         compile_cache.enable()
-        self.cfg = cfg
-        self.dtype = DTYPES[dtype]
-        if place:  # onto the default device
-            self.params = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params)
-            self.heads = jnp.asarray(heads, jnp.float32)
-        else:  # left in host memory (numpy) for the caller to shard: a 7B base never lands
-            np_dtype = np.dtype(self.dtype)  # whole on one device
-            self.params = jax.tree.map(lambda a: np.asarray(a).astype(np_dtype, copy=False),
-                                       params)
-            self.heads = np.asarray(heads, np.float32)
-        self.start_layer = start_layer
-        self.compat = compat
-        self.tokenizer = tokenizer
-        self.bos_token_id = bos_token_id if bos_token_id is not None else cfg.bos_token_id
-        self.prompt = prompt
-        self.last_truncated = 0  # pairs cut by the last compute_score call
-        self.adapters = tuple(adapters)
+        put = object.__setattr__
+        put(self, "_backbone", backbone)
+        put(self, "_tokenizer", tokenizer)
+        put(self, "_bos_token_id",
+            bos_token_id if bos_token_id is not None else backbone.cfg.bos_token_id)
+        put(self, "_prompt", prompt)
+        put(self, "_compat", compat)
+        put(self, "_adapters", adapters)
+        put(self, "last_truncated", 0)
 
+    def __setattr__(self, name: str, value) -> None:
+        if name != "last_truncated":
+            raise AttributeError(f"Reranker.{name} cannot be set: a Reranker is immutable "
+                                 "(with_adapters(), with_backbone(), place() and folded() "
+                                 "return changed copies)")
+        object.__setattr__(self, name, value)
+
+    def _replace(self, *, backbone: Backbone | None = None,
+                 adapters: Sequence[PlanAdapter] | None = None) -> Reranker:
+        return Reranker.from_backbone(
+            self._backbone if backbone is None else backbone, tokenizer=self._tokenizer,
+            bos_token_id=self._bos_token_id, prompt=self._prompt, compat=self._compat,
+            adapters=self._adapters if adapters is None else adapters)
+
+    # ------------------------------------------------------------------ read-only views
+    @property
+    def backbone(self) -> Backbone:
+        return self._backbone
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self._backbone.cfg
+
+    @property
+    def params(self) -> Params:
+        return self._backbone.params
+
+    @property
+    def heads(self):
+        """Exit heads [E, D] float32."""
+        return self._backbone.heads
+
+    @property
+    def start_layer(self) -> int:
+        return self._backbone.start_layer
+
+    @property
+    def dtype(self):
+        """The compute dtype (``jnp.float32`` or ``jnp.bfloat16``)."""
+        return self._backbone.compute_dtype
+
+    @property
+    def adapters(self) -> tuple[PlanAdapter, ...]:
+        return self._adapters
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._bos_token_id
+
+    @property
+    def prompt(self) -> str:
+        return self._prompt
+
+    @property
+    def compat(self) -> str:
+        return self._compat
+
+    # ------------------------------------------------------------------ changed copies
     def place(self) -> Reranker:
-        """Moves host (numpy) weights onto the default device; returns self."""
-        self.params = jax.tree.map(jnp.asarray, self.params)
-        self.heads = jnp.asarray(self.heads)
-        return self
+        """A copy with host (numpy) weights moved onto the default device."""
+        return self._replace(backbone=self._backbone.place())
+
+    def with_adapters(self, adapters: Sequence[PlanAdapter]) -> Reranker:
+        """A copy that runs with ``adapters`` (replacing this one's)."""
+        return self._replace(adapters=tuple(adapters))
+
+    def with_backbone(self, backbone: Backbone) -> Reranker:
+        """A copy over another backbone of the same model (e.g. one sharded over a mesh)."""
+        if (backbone.cfg, backbone.start_layer) != (self.cfg, self.start_layer):
+            raise ValueError("with_backbone: another model or start_layer")
+        return self._replace(backbone=backbone)
 
     def adapters_for(self, plan: Plan) -> tuple[Adapter, ...]:
         """The adapters a plan runs with: every ``stage1`` and ``vertical`` adapter, and a
         ``horizontal`` adapter when the plan compresses with its ratio (DESIGN: base + stage-1 +
         V + H(ratio); with several ratios in one plan their H adapters add)."""
-        ratios = {r for _, r in plan.compress}
-        return tuple(pa.adapter for pa in self.adapters
-                     if pa.role != "horizontal" or pa.ratio in ratios)
+        return adapters_for(self._adapters, plan)
 
     def folded(self, plan: Plan | str | None = None) -> Reranker:
         """A copy with the plan's adapters folded into the weights (serving one fixed plan
         without run-time adapter matmuls)."""
         plan = Plan.parse(plan) if isinstance(plan, str) else (plan or Plan())
-        params, heads = fold(self.params, self.heads, self.adapters_for(plan))
-        out = object.__new__(Reranker)
-        out.__dict__.update(self.__dict__, params=params, heads=heads, adapters=())
-        return out
+        return self._replace(backbone=self._backbone.folded(self.adapters_for(plan)),
+                             adapters=())
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -242,7 +293,7 @@ class Reranker:
         """Relevance logits of (query, passage) pairs: [n], or [len(exits), n] with ``exits``.
 
         ``normalize`` applies a float32 sigmoid. Cut pairs are counted in ``last_truncated``
-        and reported with a warning."""
+        (this call's count, replacing the previous call's) and reported with a warning."""
         if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str):
             pairs = [pairs]
         encoded = self.encode(pairs, max_length, query_max_length)

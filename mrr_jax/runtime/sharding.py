@@ -1,18 +1,21 @@
 """The one place that talks to jax's sharding API: the (data, fsdp, tensor) mesh and the
 ``NamedSharding`` of every array the trainer touches.
 
-Rules, by the logical axes of each weight (letters as in ``mrr_jax.core.decoder``): the model axis D
-is split over ``fsdp``, heads (N, K) and the MLP axis F over ``tensor``; layer, head-dim, rank
-and exit axes are replicated. An axis that does not divide evenly stays replicated. Batches
-split their leading (row) axis over ``data`` x ``fsdp``. LoRA trees follow their base weight's
-axes (``a``: input axes + rank, ``b``: rank + output axes), so optimizer state is sharded the
-same way.
+Arrays are sharded by their *logical* axes (MaxText style): every axis of a weight has a
+logical name (``embed``, ``heads``, ``mlp``, ...), given by the model's parameter spec
+(``mrr_jax.core.spec``, which installs its :func:`~mrr_jax.core.spec.logical_axes` here at
+import: this module sits below the model and names no weight), and ``RULES`` maps logical
+names to mesh axes: the model axis D over ``fsdp``, heads (N, K) and the MLP axis F over
+``tensor``; every other axis (layers, head dim, vocab, norm scales, LoRA rank, exits) is
+replicated. An axis that does not divide evenly stays replicated. LoRA factors take their base
+weight's input / output axes plus ``rank`` and optimizer state follows its parameters. Batches
+split their leading (row) axis over ``data`` x ``fsdp``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -21,13 +24,19 @@ from jax.sharding import PartitionSpec as P
 
 AXES = ("data", "fsdp", "tensor")
 BATCH = ("data", "fsdp")
-_LOGICAL = {"D": "fsdp", "N": "tensor", "K": "tensor", "F": "tensor"}
-# Logical axes of base weights (after the stacked layer axis L) and LoRA in/out axes.
-_BASE = {"q": "DNH", "k": "DKH", "v": "DKH", "o": "NHD", "gate": "DF", "up": "DF", "down": "FD",
-         "q_bias": "NH", "k_bias": "KH", "v_bias": "KH", "o_bias": "D", "gate_bias": "F",
-         "up_bias": "F", "down_bias": "D"}
-_IN = {"q": "D", "k": "D", "v": "D", "o": "NH", "gate": "D", "up": "D", "down": "F",
-       "heads": "D"}
+# Logical axis -> mesh axis; a logical axis not listed is replicated.
+RULES = {"embed": "fsdp", "heads": "tensor", "kv_heads": "tensor", "mlp": "tensor"}
+
+LogicalAxes = Callable[[tuple[str, ...], int], tuple[str | None, ...]]
+
+
+_logical_axes: LogicalAxes | None = None
+
+
+def set_logical_axes(fn: LogicalAxes) -> None:
+    """Installs the model's ``(path, ndim) -> logical axes`` (``mrr_jax.core.spec`` does)."""
+    global _logical_axes
+    _logical_axes = fn
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
@@ -49,42 +58,29 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
     return Mesh(arr, AXES, axis_types=(AxisType.Auto,) * 3)
 
 
-def _spec(letters: str, shape: tuple[int, ...], mesh: Mesh) -> P:
-    axes = []
-    for letter, size in zip(letters, shape):
-        name = _LOGICAL.get(letter)
-        ok = name is not None and size % mesh.shape[name] == 0 and mesh.shape[name] > 1
-        axes.append(name if ok else None)
-    return P(*axes)
+def logical_spec(axes: Sequence[str | None], shape: tuple[int, ...], mesh: Mesh) -> P:
+    """The PartitionSpec of an array with these logical ``axes`` under ``RULES``."""
+    out = []
+    for name, size in zip(axes, shape):
+        mesh_axis = RULES.get(name) if name is not None else None
+        ok = mesh_axis is not None and mesh.shape[mesh_axis] > 1 \
+            and size % mesh.shape[mesh_axis] == 0
+        out.append(mesh_axis if ok else None)
+    return P(*out)
 
 
-def _letters(path: tuple[str, ...], ndim: int) -> str:
-    """Logical letters of the array at ``path`` in a base or LoRA tree ('.' = replicated)."""
-    names = [p for p in path if p not in ("layers",)]
-    if names and names[-1] in ("a", "b"):  # a LoRA factor
-        target = names[-2]
-        lead = "E" if target == "heads" else "L"
-        ins = _IN[target]
-        outs = "" if target == "heads" else _BASE[target][len(ins):]
-        return lead + ins + "r" if names[-1] == "a" else lead + "r" + outs
-    if "layers" in path:
-        return "L" + _BASE.get(names[-1], "." * (ndim - 1))
-    if names[-1] in ("embed", "lm_head"):
-        return "VD"
-    if names[-1] == "heads":
-        return "ED"
-    return "." * ndim
+def tree_shardings(tree, mesh: Mesh, logical_axes: LogicalAxes | None = None):
+    """A NamedSharding for every array of a base / heads / LoRA / optimizer pytree, from
+    ``logical_axes(path, ndim)`` (default: the model's, see the module docstring)."""
+    axes_of = logical_axes or _logical_axes
+    if axes_of is None:
+        raise RuntimeError("no logical axes: import mrr_jax.core.spec (the model's parameter "
+                           "spec) or pass logical_axes")
 
-
-def tree_shardings(tree, mesh: Mesh):
-    """A NamedSharding for every array of a base / heads / LoRA / optimizer pytree."""
     def one(path, leaf):
         keys = tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
         shape = np.shape(leaf)
-        letters = _letters(keys, len(shape)) if keys else "." * len(shape)
-        if len(letters) != len(shape):
-            letters = "." * len(shape)
-        return NamedSharding(mesh, _spec(letters, shape, mesh))
+        return NamedSharding(mesh, logical_spec(axes_of(keys, len(shape)), shape, mesh))
 
     return jax.tree_util.tree_map_with_path(one, tree)
 

@@ -41,42 +41,49 @@ def paired(before: np.ndarray, after: np.ndarray, seed: int = 0) -> dict[str, An
 
 
 def trained_adapters(c, rr, workdir: Path):
-    """The run's final adapters as PlanAdapters, checked to come from config ``c``."""
-    from mrr_jax.inference.reranker import PlanAdapter
-    from mrr_jax.training.loop import _role_meta, config_hash, roles_of
-    from mrr_jax.weights.adapters import load_adapter, read_adapter
+    """The run's final adapters (``<workdir>/adapters/<role>`` for every role config ``c``
+    trains) as PlanAdapters for ``rr``'s model, checked to come from config ``c``."""
+    from mrr_jax.inference.adapters import PlanAdapter
+    from mrr_jax.training.config import roles_of, training_fingerprint
+    from mrr_jax.training.state import adapter_folder
+    from mrr_jax.weights.adapters import AdapterRole, read_adapter
 
-    digest = config_hash(c.to_dict())
+    digest = training_fingerprint(c.to_dict())
     out = []
-    for role in roles_of(c, tuple(c.compress.ratios)):
-        path = workdir / "adapters" / role
+    for role in roles_of(c):
+        path = adapter_folder(workdir, role)
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such adapter (has the run finished?)")
         _, meta = read_adapter(path)
         if meta.get("config_hash") != digest:
             raise ValueError(f"{path}: trained with another config (hash "
                              f"{meta.get('config_hash')}, this one {digest})")
-        out.append(PlanAdapter(load_adapter(path, rr.cfg, rr.start_layer), *_role_meta(role)))
+        if AdapterRole.from_meta(meta) != role:
+            raise ValueError(f"{path}: holds a {AdapterRole.from_meta(meta)} adapter, "
+                             f"expected {role}")
+        out.append(PlanAdapter.load(path, rr.cfg, rr.start_layer))
     return tuple(out)
 
 
 def compare(c, workdir: str | Path) -> dict[str, Any]:
     """Starting weights vs the run's final adapters on the dev groups, per ``eval.plans``."""
-    from mrr_jax.training import loop as train
+    from mrr_jax.training.config import check_config
+    from mrr_jax.training.data import dev_set
+    from mrr_jax.training.dev_eval import dev_metrics, eval_batch_queries, eval_plan, plan_scores
+    from mrr_jax.training.loop import load_model
 
-    rr = train.load_model(c)
-    trained = trained_adapters(c, rr, Path(workdir))
-    rr.place()
-    dev = train.dev_set(c, rr)
+    check_config(c)
+    host = load_model(c)
+    trained = trained_adapters(c, host, Path(workdir))
+    rr = host.place()
+    models = {"start": rr, "trained": rr.with_adapters(trained)}
+    dev = dev_set(c, rr)
     plans: dict[str, Any] = {}
     t0 = time.perf_counter()
     for text in c.eval.plans:
-        plan = train.eval_plan(text, rr.cfg.num_layers)
-        m = {}
-        for name, adapters in (("start", ()), ("trained", trained)):
-            rr.adapters = adapters
-            m[name] = train.dev_metrics(dev, train.plan_scores(rr, dev, plan,
-                                                               train.eval_batch_queries(c)))
+        plan = eval_plan(text, rr.cfg.num_layers)
+        m = {name: dev_metrics(dev, plan_scores(model, dev, plan, eval_batch_queries(c)))
+             for name, model in models.items()}
         plans[text] = {
             **{name: {"mrr@10": float(v["rr"].mean()), "loss": float(v["loss"].mean())}
                for name, v in m.items()},
@@ -111,13 +118,13 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from mrr_jax.data.errors import DataError
     from mrr_jax.data.fileio import atomic_write_bytes
-    from mrr_jax.training.loop import config_parser, parse
+    from mrr_jax.training.cli import config_parser, parse
 
     try:
-        c, args = parse(argv, config_parser("python -m mrr_jax.train_eval", __doc__,
-                                            "the finished run's workdir"))
+        c, args = parse(config_parser("python -m mrr_jax.train_eval", __doc__,
+                                      "the finished run's workdir"), argv)
         result = compare(c, args.workdir)
-    except (DataError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
+    except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     atomic_write_bytes(Path(args.workdir) / "train_eval.json",

@@ -19,11 +19,18 @@ it in full) add only the model's path, mesh and eval plans.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import ml_collections
 
+from mrr_jax.runtime.digest import json_digest
+from mrr_jax.runtime.pyconfig import ConfigError
+from mrr_jax.weights.adapters import AdapterRole
+
 STAGES = ("stage1", "vertical", "horizontal", "joint")
 PAPER_H_RATIOS = (2, 4, 8)  # the paper's horizontal (H-LoRA) ratios
+# train.* settings a resumed run may change (they do not change the result).
+RESUMABLE_TRAIN_KEYS = ("log_every", "eval_every", "progress", "save_every", "keep")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -180,3 +187,47 @@ def paper_recipe(arg: str = "stage1", *, model_path: str, fsdp: int,
         c.optim.lr = 2e-5
         c.train.save_every = 500
     return c
+
+
+def check_config(c: ml_collections.ConfigDict) -> None:
+    """Raise :class:`ConfigError` (naming the key) on values the trainer cannot use; the rest
+    are checked where they are used (plans, paths, shapes)."""
+    if c.stage not in STAGES:
+        raise ConfigError(f"stage must be one of {STAGES}, got {c.stage!r}")
+    bad = [p for p in c.eval.plans if not isinstance(p, str)]
+    if bad:
+        raise ConfigError(f"eval.plans must be plan strings (e.g. 'full', 'depth=20'), got "
+                          f"{bad!r}")
+    ratios = tuple(c.compress.ratios)
+    if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
+                         for r in ratios):
+        raise ConfigError(f"compress.ratios must be ints >= 1, got {ratios!r}")
+
+
+def roles_of(c: ml_collections.ConfigDict, ratios: tuple[int, ...] | None = None
+             ) -> list[AdapterRole]:
+    """The adapters a stage trains (see the module docstring), for ``ratios`` (default
+    ``compress.ratios``): stage1 -> ``stage1``; vertical -> ``vertical``; horizontal -> ``h<r>``
+    per ratio r > 1; joint -> ``vertical`` and ``h<r>`` per ratio r > 1."""
+    ratios = tuple(c.compress.ratios) if ratios is None else ratios
+    hs = [AdapterRole("horizontal", int(r)) for r in ratios if r > 1]
+    if c.stage == "stage1":
+        return [AdapterRole("stage1")]
+    if c.stage == "vertical":
+        return [AdapterRole("vertical")]
+    if c.stage == "horizontal":
+        if not hs:
+            raise ConfigError("stage 'horizontal' needs compress.ratios with a ratio > 1")
+        return hs
+    return [AdapterRole("vertical"), *hs]
+
+
+def training_fingerprint(resolved: dict[str, Any]) -> str:
+    """The 16-hex-digit digest of a resolved config (``c.to_dict()``) without the settings a
+    resumed run may change (``eval.*`` and :data:`RESUMABLE_TRAIN_KEYS`): checkpoints and saved
+    adapters carry it as ``config_hash``, and a run resumes only from checkpoints with its
+    own."""
+    keep = {k: v for k, v in resolved.items() if k != "eval"}
+    keep["train"] = {k: v for k, v in resolved["train"].items()
+                     if k not in RESUMABLE_TRAIN_KEYS}
+    return json_digest(keep, 16)

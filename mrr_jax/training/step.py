@@ -8,9 +8,11 @@ the program with traced values (``scoring.score_masked``), so one compiled progr
 sub-model. Gradient accumulation is a ``lax.scan`` over the micro-batches of the step; the
 frozen base only ever enters as an argument that is not differentiated.
 
-Trainable adapters are a dict ``{role: lora tree}``: ``stage1`` (stage 1), ``vertical`` (V-LoRA,
-ratio 1), ``h<r>`` (H-LoRA of ratio r). In a step whose drawn ratio is r the active adapters are
-``vertical`` (if trained) and ``h<r>`` (if trained), or ``stage1``; the others get no gradient.
+Trainable adapters are a dict ``{str(role): lora tree}`` (an
+:class:`~mrr_jax.weights.adapters.AdapterRole`'s name): ``stage1`` (stage 1), ``vertical``
+(V-LoRA, ratio 1), ``h<r>`` (H-LoRA of ratio r). In a step whose drawn ratio is r the active
+adapters are ``vertical`` (if trained) and ``h<r>`` (if trained), or ``stage1``; the others get
+no gradient.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mrr_jax.core.config import ModelConfig
 from mrr_jax.core.forward import score_masked
 from mrr_jax.core.lora import Adapter
 from mrr_jax.training import losses
+from mrr_jax.weights.adapters import AdapterRole
 
 BATCH_KEYS = ("q_ids", "p_ids", "r_ids", "q_len", "p_len", "r_len", "teacher", "teacher_mask")
 
@@ -61,6 +64,33 @@ class StepSpec:
         return dict(self.weights).get("self", 0.0) != 0.0 and len(self.exits) > 1
 
 
+def step_spec(c, model) -> StepSpec:
+    """The StepSpec of training config ``c`` for ``model`` (anything with ``cfg`` and
+    ``start_layer``: a Backbone or a Reranker): the stage's ratios (vertical: 1; joint: 1 and
+    ``compress.ratios``), the candidate layers (default every 4th below L), the anchors (every
+    ``loss.anchor_every``-th layer and L) and the loss weights."""
+    L = model.cfg.num_layers
+    ratios = tuple(int(r) for r in c.compress.ratios)
+    if c.stage == "vertical":
+        ratios = (1,)
+    elif c.stage == "joint":
+        ratios = tuple(sorted({1, *ratios}))
+    candidates = tuple(c.compress.layers) or tuple(range(4, L, 4))
+    bad = [x for x in candidates if not 1 <= x < L]
+    if bad:
+        raise ValueError(f"compress.layers {bad} must be within 1..{L - 1}")
+    every = c.loss.anchor_every
+    anchors = tuple(sorted({*range(every, L, every), L}))
+    weights = (("ce", c.loss.ce), ("teacher", c.loss.external), ("self", c.loss.self))
+    return StepSpec(
+        cfg=model.cfg, start_layer=model.start_layer, group_size=c.data.group_size,
+        ratios=ratios, candidates=candidates, compress_prob=c.compress.prob,
+        mode=c.compress.mode, loss_exits=c.loss.exits, anchors=anchors,
+        teacher_kind=c.loss.teacher, temperature=c.loss.temperature, weights=weights,
+        lora_scale=c.lora.alpha / c.lora.rank, lora_dropout=c.lora.dropout,
+        remat=c.train.remat, dtype=c.model.dtype)
+
+
 def sample_submodel(key: jax.Array, spec: StepSpec) -> tuple[jax.Array, jax.Array]:
     """(ratio [] int32, compress_at [C] bool) drawn as the reference: one ratio per step,
     each candidate layer kept with probability ``compress_prob``."""
@@ -75,9 +105,10 @@ def active_adapters(trainable: Mapping[str, dict], ratio: jax.Array, spec: StepS
     """The adapters of this step's sub-model; an H-LoRA of another ratio is switched off by a
     zero gate on its ``b`` (so it gets no gradient and adds nothing)."""
     out = []
-    for role, tree in trainable.items():
-        if role.startswith("h"):
-            on = (ratio == int(role[1:])).astype(jnp.float32)
+    for name, tree in trainable.items():
+        role = AdapterRole.parse(name)
+        if role.kind == "horizontal":
+            on = (ratio == role.ratio).astype(jnp.float32)
             tree = _gate_b(tree, on)
         out.append(Adapter(tree, spec.lora_scale, spec.lora_dropout))
     return tuple(out)

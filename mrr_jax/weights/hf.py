@@ -143,39 +143,35 @@ def iter_safetensors(files: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
 
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                     dtype=np.float32, source: str = "checkpoint") -> dict:
-    """Builds the stacked param tree (see ``mrr_jax.core.decoder``) from HF-named tensors.
+    """Builds the stacked param tree (``mrr_jax.core.spec``) from HF-named tensors.
 
     Every tensor's shape is checked; a missing or mis-shaped tensor raises an error naming it.
     Tensors no family uses are ignored with one warning."""
     lmap = keymaps.layer_map(cfg)
     shapes = keymaps.param_shapes(cfg)
+    glob_shapes = keymaps.global_shapes(cfg)  # no lm_head when tied: a stored one is ignored
     n_layers = cfg.num_layers
     stacked = {k: np.empty((n_layers, *s), dtype) for k, s in shapes.items()}
     seen: set[tuple[str, int]] = set()
-    glob_shapes = {
-        "embed": (cfg.vocab_size, cfg.hidden_size),
-        "lm_head": (cfg.vocab_size, cfg.hidden_size),
-        "final_norm": (cfg.hidden_size,),
-    }
     out: dict = {}
     unused: list[str] = []
     for name, w in tensors:
         m = _LAYER_RE.match(name)
         if m and m.group(2) in lmap:
             i = int(m.group(1))
-            ours, kind = lmap[m.group(2)]
+            ours, n_in = lmap[m.group(2)]
             if i >= n_layers:
                 raise ValueError(f"{source}: tensor {name!r} is for layer {i}, but the config "
                                  f"has {n_layers} layers")
-            want = keymaps.hf_shape(kind, shapes[ours])
+            want = keymaps.hf_shape(n_in, shapes[ours])
             if tuple(w.shape) != want:
                 raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
                                  f"expected {want} from config.json")
-            stacked[ours][i] = keymaps.to_ours(kind, w, shapes[ours]).astype(dtype)
+            stacked[ours][i] = keymaps.to_ours(n_in, w, shapes[ours]).astype(dtype)
             seen.add((ours, i))
         elif name in keymaps.GLOBAL_KEYS:
             ours = keymaps.GLOBAL_KEYS[name]
-            if ours == "lm_head" and cfg.tie_word_embeddings:
+            if ours not in glob_shapes:
                 continue
             if tuple(w.shape) != glob_shapes[ours]:
                 raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
@@ -185,9 +181,8 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
             unused.append(name)
     missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()
                for i in range(n_layers) if (ours, i) not in seen]
-    need = ["embed", "final_norm"] + ([] if cfg.tie_word_embeddings else ["lm_head"])
     inv = {v: k for k, v in keymaps.GLOBAL_KEYS.items()}
-    missing += [inv[k] for k in need if k not in out]
+    missing += [inv[k] for k in glob_shapes if k not in out]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{more}")

@@ -1,107 +1,57 @@
-"""Per-family maps from Hugging Face tensor names to mrr_jax's stacked param tree.
+"""Hugging Face tensor names and layouts of mrr_jax's stacked param tree, from the parameter
+spec (``mrr_jax.core.spec``: each weight's HF name, shape and input axes).
 
-Each entry: HF suffix under ``model.layers.{i}.`` -> (our key under ``layers/``, kind). The kind
-says how to reshape the HF tensor (``nn.Linear`` stores [out, in]) into our einsum layout; see
-``mrr_jax.core.decoder`` for the letters.
+A per-layer map entry is HF suffix under ``model.layers.{i}.`` -> (our key under ``layers/``,
+``n_in``). ``n_in`` says how to reshape: HF's ``nn.Linear`` stores [out, in] with the head axes
+flattened (``heads * head_dim``, in HF's own rotate-half order), ours is the einsum layout
+[*in, *out] with its first ``n_in`` axes the input; ``n_in = 0`` is a vector (norm scale,
+bias), flattened in HF.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from mrr_jax.core import spec
 from mrr_jax.core.config import ModelConfig
 
-_ATTN = {
-    "self_attn.q_proj.weight": ("q", "in_heads_q"),
-    "self_attn.k_proj.weight": ("k", "in_heads_kv"),
-    "self_attn.v_proj.weight": ("v", "in_heads_kv"),
-    "self_attn.o_proj.weight": ("o", "heads_out"),
-    "mlp.gate_proj.weight": ("gate", "linear"),
-    "mlp.up_proj.weight": ("up", "linear"),
-    "mlp.down_proj.weight": ("down", "linear"),
-    "input_layernorm.weight": ("attn_norm", "vector"),
-}
-_BIAS_QKV = {
-    "self_attn.q_proj.bias": ("q_bias", "bias_q"),
-    "self_attn.k_proj.bias": ("k_bias", "bias_kv"),
-    "self_attn.v_proj.bias": ("v_bias", "bias_kv"),
-}
-_BIAS_O = {"self_attn.o_proj.bias": ("o_bias", "vector")}
-_BIAS_MLP = {
-    "mlp.gate_proj.bias": ("gate_bias", "vector"),
-    "mlp.up_proj.bias": ("up_bias", "vector"),
-    "mlp.down_proj.bias": ("down_bias", "vector"),
-}
-_LLAMA_NORMS = {"post_attention_layernorm.weight": ("mlp_norm", "vector")}
-_GEMMA2_NORMS = {
-    "post_attention_layernorm.weight": ("post_attn_norm", "vector"),
-    "pre_feedforward_layernorm.weight": ("mlp_norm", "vector"),
-    "post_feedforward_layernorm.weight": ("post_mlp_norm", "vector"),
-}
-
-GLOBAL_KEYS = {
-    "model.embed_tokens.weight": "embed",
-    "model.norm.weight": "final_norm",
-    "lm_head.weight": "lm_head",
-}
+# HF name -> our top-level key (lm_head is read only when not tied to the embedding).
+GLOBAL_KEYS = {w.hf: w.name for w in spec.GLOBAL}
 
 
-def layer_map(cfg: ModelConfig) -> dict[str, tuple[str, str]]:
-    """HF per-layer suffix -> (our key, kind) for this config's family and options."""
-    m = dict(_ATTN)
-    m.update(_GEMMA2_NORMS if cfg.family == "gemma2" else _LLAMA_NORMS)
-    if cfg.attention_bias:
-        m.update(_BIAS_QKV)
-    if cfg.o_bias:
-        m.update(_BIAS_O)
-    if cfg.mlp_bias:
-        m.update(_BIAS_MLP)
-    return m
+def layer_map(cfg: ModelConfig) -> dict[str, tuple[str, int]]:
+    """HF per-layer suffix -> (our key, n_in) for this config's family and options."""
+    return {w.hf_name(cfg): (w.name, w.n_in) for w in spec.layer_weights(cfg)}
 
 
-def hf_shape(kind: str, our_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The HF tensor shape that maps onto a per-layer tensor of ``our_shape``."""
-    if kind in ("in_heads_q", "in_heads_kv"):  # ours [D, heads, H] <- HF [heads*H, D]
-        d, n, h = our_shape
-        return (n * h, d)
-    if kind == "heads_out":  # ours [N, H, D] <- HF [D, N*H]
-        n, h, d = our_shape
-        return (d, n * h)
-    if kind == "linear":  # ours [in, out] <- HF [out, in]
-        return our_shape[::-1]
-    if kind in ("bias_q", "bias_kv"):  # ours [heads, H] <- HF [heads*H]
-        return (our_shape[0] * our_shape[1],)
-    return our_shape  # vector
+def hf_shape(n_in: int, our_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The HF tensor shape that maps onto a tensor of ``our_shape`` (its first ``n_in`` axes
+    the input): [prod(out), prod(in)], or flat for a vector."""
+    if n_in:
+        return (math.prod(our_shape[n_in:]), math.prod(our_shape[:n_in]))
+    return (math.prod(our_shape),)
 
 
-def to_ours(kind: str, w: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
+def to_ours(n_in: int, w: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
     """Reshapes an HF tensor (already shape-checked against ``hf_shape``) into our layout."""
-    if kind in ("in_heads_q", "in_heads_kv", "linear", "heads_out"):
-        return w.T.reshape(our_shape)
-    return w.reshape(our_shape)
+    return (w.T if n_in else w).reshape(our_shape)
 
 
-def from_ours(kind: str, w: np.ndarray) -> np.ndarray:
+def from_ours(n_in: int, w: np.ndarray) -> np.ndarray:
     """Inverse of ``to_ours`` (used to export HF-layout checkpoints)."""
-    if kind in ("in_heads_q", "in_heads_kv"):
-        d = w.shape[0]
-        return w.reshape(d, -1).T
-    if kind == "heads_out":
-        return w.reshape(-1, w.shape[-1]).T
-    if kind == "linear":
-        return w.T
+    if n_in:
+        return w.reshape(math.prod(w.shape[:n_in]), -1).T
     return w.reshape(-1)
 
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Per-layer shapes (without the leading L axis) of every ``layers/`` key."""
-    d, f, n, k, h = (cfg.hidden_size, cfg.intermediate_size, cfg.num_heads,
-                     cfg.num_kv_heads, cfg.head_dim)
-    shapes = {
-        "q": (d, n, h), "k": (d, k, h), "v": (d, k, h), "o": (n, h, d),
-        "gate": (d, f), "up": (d, f), "down": (f, d),
-        "attn_norm": (d,), "mlp_norm": (d,), "post_attn_norm": (d,), "post_mlp_norm": (d,),
-        "q_bias": (n, h), "k_bias": (k, h), "v_bias": (k, h), "o_bias": (d,),
-        "gate_bias": (f,), "up_bias": (f,), "down_bias": (d,),
-    }
-    return {ours: shapes[ours] for ours, _ in layer_map(cfg).values()}
+    return {w.name: spec.shape(w, cfg) for w in spec.layer_weights(cfg)}
+
+
+def global_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the top-level weights this config has (``embed``, ``final_norm``, and
+    ``lm_head`` when untied)."""
+    return {w.name: spec.shape(w, cfg) for w in spec.global_weights(cfg)}

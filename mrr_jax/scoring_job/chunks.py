@@ -1,0 +1,142 @@
+"""The job's work: units read from the inputs, cut into global chunks, chunks into shards; and
+the chunk files.
+
+Units are sorted by qid (:func:`mrr_jax.data.trec.qid_key`) and grouped, in that order, into
+chunks of about ``--chunk-pairs`` pairs (a query is never split). Shard ``i`` of ``n`` takes the
+contiguous chunk range ``[i*C//n, (i+1)*C//n)``. A chunk file holds the chunk's scores as TREC
+lines, tag column ``p<j>`` for the j-th plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from mrr_jax.data import beir, candidates, trec
+from mrr_jax.data.errors import DataError
+from mrr_jax.data.fileio import atomic_write
+from mrr_jax.data.ids import check_ids
+from mrr_jax.data.records import Doc, Run
+from mrr_jax.data.units import Unit, units_from_run
+from mrr_jax.scoring_job.config import JobConfig
+
+
+def chunk_units(units: Sequence[Unit], chunk_pairs: int) -> list[list[Unit]]:
+    """Consecutive groups of units, each closed once it holds >= ``chunk_pairs`` pairs."""
+    chunks: list[list[Unit]] = []
+    cur: list[Unit] = []
+    pairs = 0
+    for u in units:
+        cur.append(u)
+        pairs += len(u.docids)
+        if pairs >= chunk_pairs:
+            chunks.append(cur)
+            cur, pairs = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def shard_range(num_chunks: int, shard: int, num_shards: int) -> range:
+    """The chunks of shard ``shard`` of ``num_shards``: a contiguous range."""
+    return range(shard * num_chunks // num_shards, (shard + 1) * num_chunks // num_shards)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The job's units and what reading them skipped."""
+
+    units: list[Unit]
+    skipped_entries: int = 0
+
+
+def load_inputs(cfg: JobConfig) -> Inputs:
+    """Read the run (or candidates), the queries and the corpus into units."""
+    corpus = beir.load_corpus(cfg.corpus) if cfg.corpus else None
+    if cfg.candidates:
+        units, skipped = _candidate_units(cfg, corpus)
+    else:
+        queries = beir.load_queries(cfg.queries)
+        checked = check_ids(cfg.run, corpus, queries, on_missing=cfg.on_missing)
+        units = units_from_run(checked.run, queries, corpus, cfg.top_k)
+        skipped = checked.skipped_entries
+    if cfg.max_queries is not None:
+        units = units[:cfg.max_queries]
+    if not units:
+        raise DataError("no query with candidates to score",
+                        path=cfg.candidates or cfg.run)
+    return Inputs(units, skipped)
+
+
+def _candidate_units(cfg: JobConfig, corpus: Mapping[str, Doc] | None) -> tuple[list[Unit], int]:
+    items = candidates.load_candidates(cfg.candidates)
+    need = {c.qid: {x.docid: 0.0 for x in c.candidates if x.text is None}
+            for c in items.values()}
+    need = {q: d for q, d in need.items() if d}
+    known: Mapping[str, Doc] = corpus or {}
+    skipped = 0
+    if need:
+        if corpus is None:
+            q = next(iter(need))
+            raise DataError(f"candidate {next(iter(need[q]))!r} of query {q!r} has no text; "
+                            "give --corpus to look candidates up", path=cfg.candidates,
+                            field="text")
+        skipped = check_ids(need, corpus, on_missing=cfg.on_missing).skipped_entries
+    units = []
+    for qid in sorted(items, key=trec.qid_key):
+        item = items[qid]
+        cands = [c for c in item.candidates if c.text is not None or c.docid in known]
+        if all(c.score is not None for c in cands):  # first-stage order, else file order
+            order = {d: i for i, (d, _) in enumerate(trec.ranking(
+                {c.docid: c.score for c in cands}))}
+            cands.sort(key=lambda c: order[c.docid])
+        cands = cands[:cfg.top_k]
+        if cands:
+            units.append(Unit(qid, item.query, tuple(c.docid for c in cands), tuple(
+                c.text if c.text is not None else known[c.docid].passage for c in cands)))
+    return units, skipped
+
+
+# ----------------------------------------------------------------------------- chunk files
+
+
+def chunk_filename(k: int) -> str:
+    """The file of chunk ``k`` in its shard's folder."""
+    return f"chunk-{k:05d}.trec"
+
+
+def write_chunk(path: Path, units: Sequence[Unit], runs: Sequence[Run]) -> None:
+    """A chunk's scores as TREC lines, tag ``p<j>`` for plan j, written atomically."""
+    with atomic_write(path) as f:
+        for j, run in enumerate(runs):
+            for u in units:
+                for rank, (docid, score) in enumerate(trec.ranking(run[u.qid]), start=1):
+                    f.write(f"{u.qid} Q0 {docid} {rank} {score!r} p{j}\n")
+
+
+def read_chunk(path: Path, num_plans: int) -> list[Run]:
+    """Inverse of :func:`write_chunk`: ``runs[j]`` for each plan."""
+    runs: list[Run] = [{} for _ in range(num_plans)]
+    for r in _iter_chunk(path):
+        m = re.fullmatch(r"p(\d+)", r[3])
+        if not m or int(m.group(1)) >= num_plans:
+            raise DataError(f"unexpected tag {r[3]!r}", path=path, field="tag")
+        docs = runs[int(m.group(1))].setdefault(r[0], {})
+        if r[1] in docs:
+            raise DataError(f"({r[0]!r}, {r[1]!r}) scored twice", path=path, field="docid")
+        docs[r[1]] = r[2]
+    return runs
+
+
+def _iter_chunk(path: Path) -> Iterator[tuple[str, str, float, str]]:
+    with open(path, encoding="utf-8") as f:
+        for line, text in enumerate(f, start=1):
+            cols = text.split()
+            if len(cols) != 6:
+                raise DataError("expected 6 columns", path=path, line=line, field="columns")
+            yield cols[0], cols[2], float(cols[4]), cols[5]

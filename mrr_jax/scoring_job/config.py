@@ -1,0 +1,171 @@
+"""The scoring job's settings (:class:`JobConfig`: the command-line flags and ``--config`` keys)
+and its fingerprint: what the results depend on, hashed, so that ``--resume`` and the shards of
+one job can recognise each other."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrr_jax.core.plan import Plan
+from mrr_jax.runtime.digest import file_sha256, json_digest
+
+FORMAT_VERSION = 1
+
+
+class JobError(Exception):
+    """A job-level problem (output folder, resume, merge): reported without a traceback."""
+
+
+@dataclasses.dataclass
+class JobConfig:
+    """Every setting of a scoring job (the command-line flags, ``--config`` JSON keys)."""
+
+    out: str = ""
+    model: str | None = None
+    adapters: list[str] = dataclasses.field(default_factory=list)
+    corpus: str | None = None
+    queries: str | None = None
+    run: str | None = None
+    candidates: str | None = None
+    top_k: int = 100
+    plan: list[str] = dataclasses.field(default_factory=lambda: ["full"])
+    shard: str | None = None
+    resume: bool = False
+    merge_only: bool = False
+    batch_size: int = 32
+    tokens_per_batch: int | None = None
+    max_length: int = 512
+    query_max_length: int | None = None
+    dtype: str = "float32"
+    compat: str = "default"
+    chunk_pairs: int = 256
+    max_queries: int | None = None
+    on_missing: str = "error"
+    tag: str = "mrr_jax"
+    distributed: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> JobConfig:
+        """From flag-named keys (``top_k`` or ``top-k``; ``plans`` is an alias of ``plan``;
+        ``plan`` and ``adapters`` also take a single string)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            name = "plan" if name == "plans" else name
+            if name not in names:
+                raise JobError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+            if name in ("plan", "adapters") and isinstance(value, str):
+                value = [value]
+            if name == "adapters" and isinstance(value, tuple):  # Python configs
+                value = list(value)
+            clean[name] = _typed(name, value, source)
+        return cls(**clean)
+
+    def validate(self) -> None:
+        """Raise :class:`JobError` on missing or contradictory settings."""
+        if not self.out:
+            raise JobError("--out is required")
+        if self.merge_only:
+            return
+        if not self.model:
+            raise JobError("--model is required (an HF directory, a .gguf file, or 'smollm2')")
+        if self.candidates:
+            if self.run or self.queries:
+                raise JobError("--candidates replaces --run and --queries; give one or the other")
+        elif not (self.corpus and self.queries and self.run):
+            raise JobError("give --corpus, --queries and --run (or --candidates)")
+        for name in ("top_k", "batch_size", "max_length", "chunk_pairs"):
+            if int(getattr(self, name)) < 1:
+                raise JobError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("tokens_per_batch", "query_max_length", "max_queries"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise JobError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.on_missing not in ("error", "warn"):
+            raise JobError(f"--on-missing must be 'error' or 'warn', got {self.on_missing!r}")
+        if not self.plan:
+            raise JobError("no --plan given")
+        for a in self.adapters:
+            if not Path(a).is_dir():
+                raise JobError(f"--adapters {a}: no such adapter folder")
+
+    def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
+        """What the results depend on (``model``: the resolved model path; inputs and adapters
+        fingerprinted): two runs of the same job share it; the shard, --resume, --out and
+        display options are left out. ``adapters`` appears only when some are given, so jobs
+        without adapters keep the hash they had before the key existed."""
+        return {
+            "version": FORMAT_VERSION,
+            "model": _fingerprint(str(model)),
+            **({"adapters": [_fingerprint(a) for a in self.adapters]} if self.adapters else {}),
+            "inputs": {name: _fingerprint(getattr(self, name))
+                       for name in ("corpus", "queries", "run", "candidates")
+                       if getattr(self, name)},
+            "plans": [str(p) for p in plans],
+            **{name: getattr(self, name) for name in (
+                "top_k", "batch_size", "tokens_per_batch", "max_length", "query_max_length",
+                "dtype", "compat", "chunk_pairs", "max_queries", "on_missing", "tag")},
+        }
+
+
+_INT_KEYS = ("top_k", "batch_size", "tokens_per_batch", "max_length", "query_max_length",
+             "chunk_pairs", "max_queries")
+_BOOL_KEYS = ("resume", "merge_only", "distributed", "progress")
+
+
+def _typed(name: str, value: Any, source: str) -> Any:
+    """A config-file value checked against its flag's type."""
+    if name in _INT_KEYS:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+    elif name in _BOOL_KEYS:
+        ok = isinstance(value, bool)
+    elif name in ("plan", "adapters"):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = value is None or isinstance(value, str)
+    if not ok:
+        raise JobError(f"{source}: {name} has the wrong type ({type(value).__name__}: "
+                       f"{value!r})")
+    return value
+
+
+def job_fingerprint(hashed: Mapping[str, Any]) -> str:
+    """The job's identity, stored as ``config_hash`` in every shard manifest: SHA-256 of the
+    canonical JSON (keys sorted) of :meth:`JobConfig.hashed`."""
+    return json_digest(hashed)
+
+
+_HASH_LIMIT = 1 << 28
+
+
+def _fingerprint(path: str) -> dict[str, Any]:
+    """Identity of an input: absolute path, size and SHA-256 (size and mtime past 256 MiB); for a
+    model directory, that of each file in it."""
+    p = Path(path)
+    if not p.exists():
+        return {"path": str(path)}
+    p = p.resolve()
+    if p.is_dir():
+        return {"path": str(p), "files": {f.name: _file_id(f) for f in sorted(p.iterdir())
+                                          if f.is_file()}}
+    return {"path": str(p), **_file_id(p)}
+
+
+def _file_id(p: Path) -> dict[str, Any]:
+    st = p.stat()
+    if st.st_size > _HASH_LIMIT:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"size": st.st_size, "sha256": file_sha256(p)}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise JobError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
+    return int(m.group(1)), int(m.group(2))

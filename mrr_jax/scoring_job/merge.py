@@ -1,0 +1,154 @@
+"""Merging finished shards: ``OUT/run.trec`` (the first plan), ``OUT/run.<plan>.trec`` for each
+plan when there are several, and ``OUT/summary.json``.
+
+Every chunk of the job must be finished exactly once, by shards of one shard count and one job
+fingerprint; else :class:`~mrr_jax.scoring_job.config.JobError`. Files are written under a name
+private to this process and renamed, so two shards merging at the same moment cannot interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrr_jax.core.plan import Plan
+from mrr_jax.data import trec
+from mrr_jax.data.fileio import atomic_write
+from mrr_jax.data.records import Run
+from mrr_jax.scoring_job.chunks import read_chunk
+from mrr_jax.scoring_job.config import JobError
+from mrr_jax.scoring_job.manifest import read_manifest, shard_dir, shard_dirs
+from mrr_jax.scoring_job.plans import group_plans, plan_filename
+
+
+def merge(out: Path, num_shards: int | None = None) -> Path:
+    """Merges complete shards into ``OUT/run.trec`` (+ one run per plan) and ``summary.json``.
+
+    ``num_shards``: which shard count to merge (default: the one found under ``OUT/shards``).
+    Every chunk of the job must be finished exactly once, else :class:`JobError`."""
+    if num_shards is None:
+        num_shards = _only_shard_count(out)
+    manifests = _complete_manifests(out, num_shards)
+    plans = manifests[0]["plans"]
+    runs = _merged_runs(out, num_shards, manifests)
+    tag = manifests[0]["config"]["tag"]
+    names = {}
+    for j, plan in enumerate(plans):
+        targets = ["run.trec"] if j == 0 else []
+        if len(plans) > 1:
+            targets.append(f"run.{plan_filename(plan)}.trec")
+        for name in targets:
+            _write_run_atomic(out / name, runs[j], tag)
+        names[plan] = targets
+    _write_summary(out, manifests, names)
+    print(f"merged {num_shards} shard(s): {sum(len(r) for r in runs[:1])} queries -> "
+          + ", ".join(str(out / n[-1]) for n in names.values()), file=sys.stderr)
+    return out / "run.trec"
+
+
+def _only_shard_count(out: Path) -> int:
+    counts = sorted({n for _, n in shard_dirs(out)})
+    if len(counts) != 1:
+        raise JobError(f"{out}: no shards to merge" if not counts else
+                       f"{out}: shards of several shard counts {counts}; say which with "
+                       "--shard 0/N")
+    return counts[0]
+
+
+def _complete_manifests(out: Path, num_shards: int) -> list[dict[str, Any]]:
+    """The manifests of all ``num_shards`` shards: complete, of one job, covering every chunk
+    exactly once."""
+    manifests = []
+    for i in range(num_shards):
+        m = read_manifest(shard_dir(out, i, num_shards))
+        if m is None or not m.get("complete"):
+            have = 0 if m is None else len(m["done"])
+            total = "?" if m is None else len(m["assigned"])
+            raise JobError(f"{out}: shard {i}-of-{num_shards} is not finished ({have} of {total} "
+                           "chunks done); run it (with --resume) before merging")
+        manifests.append(m)
+    if len({m["config_hash"] for m in manifests}) != 1:
+        raise JobError(f"{out}: the shards were run with different configurations")
+    assigned = sorted(k for m in manifests for k in m["assigned"])
+    if assigned != list(range(manifests[0]["num_chunks"])):
+        raise JobError(f"{out}: the shards' chunks do not cover the job exactly once")
+    return manifests
+
+
+def _merged_runs(out: Path, num_shards: int, manifests: Sequence[Mapping[str, Any]]
+                 ) -> list[Run]:
+    """``runs[j]``: plan j's scores from every chunk file, each query from one chunk only."""
+    num_plans = len(manifests[0]["plans"])
+    runs: list[Run] = [{} for _ in range(num_plans)]
+    for i, m in enumerate(manifests):
+        folder = shard_dir(out, i, num_shards)
+        for k in m["assigned"]:
+            info = m["done"][str(k)]
+            part = read_chunk(folder / info["file"], num_plans)
+            for j, run in enumerate(part):
+                if sorted(run) != sorted(info["qids"]):
+                    raise JobError(f"{folder / info['file']}: its queries differ from the "
+                                   "manifest's")
+                for qid, docs in run.items():
+                    if qid in runs[j]:
+                        raise JobError(f"{out}: query {qid!r} was scored by two chunks")
+                    runs[j][qid] = docs
+    return runs
+
+
+def _write_run_atomic(path: Path, run: Run, tag: str) -> None:
+    """``trec.write_run`` to a name private to this process, then ``os.replace``: two shards
+    merging at the same moment cannot interleave."""
+    private = path.with_name(f".{path.name}.{os.getpid()}")
+    trec.write_run(private, run, tag=tag)
+    os.replace(private, path)
+
+
+def _summary(manifests: Sequence[Mapping[str, Any]],
+             names: Mapping[str, list[str]]) -> dict[str, Any]:
+    chunks = [c for m in manifests for c in m["done"].values()]
+    pairs = sum(c["pairs"] for c in chunks)
+    seconds = math.fsum(c["seconds"] for c in chunks)
+    starts = [s["started_at"] for m in manifests for s in m["sessions"]]
+    wall = max(c["finished_at"] for c in chunks) - min(starts)
+    first = manifests[0]
+    return {
+        "plans": [{"plan": p, "plan_arg": a, "files": names[p]}
+                  for p, a in zip(first["plans"], first["plan_args"])],
+        "passes": [{"plan": str(p.plan), "exits": list(p.exits)} for p in group_plans(
+            [Plan.parse(s) for s in first["plans"]])],
+        "queries": sum(m["queries"] for m in manifests),
+        "pairs": pairs,
+        "truncated": sum(c["truncated"] for c in chunks),
+        "skipped_entries": first.get("skipped_entries", 0),
+        "num_shards": len(manifests),
+        "chunks": len(chunks),
+        "scoring_seconds": seconds,
+        "pairs_per_second": pairs / seconds if seconds else None,
+        "wall_seconds": wall,
+        "pairs_per_second_wall": pairs / wall if wall > 0 else None,
+        "shards": [{"shard": m["shard"], "pairs": m["pairs"], "queries": m["queries"],
+                    "scoring_seconds": math.fsum(c["seconds"] for c in m["done"].values()),
+                    "sessions": len(m["sessions"])} for m in manifests],
+        "config": first["config"],
+    }
+
+
+def _write_summary(out: Path, manifests: Sequence[Mapping[str, Any]],
+                   names: Mapping[str, list[str]]) -> None:
+    summary = _summary(manifests, names)
+    path = out / "summary.json"
+    private = path.with_name(f".summary.json.{os.getpid()}")
+    with atomic_write(private) as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    os.replace(private, path)
+    rate = summary["pairs_per_second"]
+    print(f"summary: {summary['queries']} queries, {summary['pairs']} pairs, "
+          f"{summary['truncated']} truncated, {summary['scoring_seconds']:.1f} s scoring "
+          f"({rate or 0:.2f} pairs/s per worker), {summary['wall_seconds']:.1f} s wall -> "
+          f"{path}", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""Scoring units under several plans: one pass per group of plans (:func:`group_plans`), in
+length-sorted batches formed inside the given units only."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from mrr_jax.core.plan import Plan
+from mrr_jax.data.ids import check_ids
+from mrr_jax.data.records import Doc, Run
+from mrr_jax.data.units import Unit, units_from_run
+from mrr_jax.inputs.batching import plan_batches
+from mrr_jax.inputs.template import EncodedPair
+from mrr_jax.scoring_job.plans import Pass, group_plans, resolve_plans
+
+
+def score_pass(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]], p: Pass,
+               batch_size: int, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Scores of every pair at every exit of pass ``p``: [len(p.exits), n] float32."""
+    exits = list(p.exits)
+    out = np.zeros((len(exits), len(encoded)), np.float32)
+    for idx in batches:
+        out[:, idx] = rr.score_encoded([encoded[i] for i in idx], plan=p.plan, exits=exits,
+                                       batch_size=batch_size)
+        if on_batch is not None:
+            on_batch(len(idx))
+    return out
+
+
+@dataclasses.dataclass
+class ChunkResult:
+    """Scores of a group of units: ``runs[j]`` is plan j's ``{qid: {docid: score}}``."""
+
+    runs: list[Run]
+    pairs: int
+    truncated: int
+
+
+def score_units(rr, units: Sequence[Unit], plans: Sequence[Plan], *, batch_size: int = 32,
+                max_length: int = 512, query_max_length: int | None = None,
+                tokens_per_batch: int | None = None,
+                on_batch: Callable[[int], None] | None = None) -> ChunkResult:
+    """Scores every (query, candidate) pair of ``units`` under each resolved plan of ``plans``,
+    in as few passes as :func:`group_plans` allows. ``on_batch(rows)`` is called per batch."""
+    pairs = [(u.query, p) for u in units for p in u.passages]
+    keys = [(u.qid, d) for u in units for d in u.docids]
+    encoded = rr.encode(pairs, max_length, query_max_length) if pairs else []
+    batches = plan_batches(encoded, batch_size, tokens_per_batch)
+    runs: list[Run] = [{} for _ in plans]
+    for p in group_plans(plans):
+        scores = score_pass(rr, encoded, batches, p, batch_size, on_batch)
+        for j, k in p.targets:
+            row = scores[p.exits.index(k)]
+            run = runs[j]
+            for (qid, docid), s in zip(keys, row):
+                run.setdefault(qid, {})[docid] = float(s)
+    return ChunkResult(runs, len(pairs), sum(e.truncated for e in encoded))
+
+
+def rerank(rr, queries: Mapping[str, str], corpus: Mapping[str, Doc | str],
+           run: Mapping[str, Mapping[str, float]], plans: Sequence[Plan | str], top_k: int = 100,
+           *, batch_size: int = 32, max_length: int = 512, query_max_length: int | None = None,
+           tokens_per_batch: int | None = None, on_missing: str = "error",
+           progress: bool = False) -> dict[str, Run]:
+    """Re-ranks the ``top_k`` best documents of each query of ``run`` under each plan, in memory.
+
+    ``corpus``: ``{docid: Doc | passage}``; unknown ids raise :class:`DataError`
+    (``on_missing="warn"`` drops them). Returns ``{str(resolved plan): run}`` in the order of
+    ``plans`` (a plan given twice appears once)."""
+    resolved = resolve_plans(plans, rr.cfg.num_layers)
+    checked = check_ids(run, corpus, queries, on_missing=on_missing).run
+    units = units_from_run(checked, queries, corpus, top_k)
+    total = sum(len(u.docids) for u in units) * len(group_plans(resolved))
+    with progress_bar(total, 0, progress, "rerank") as bar:
+        result = score_units(rr, units, resolved, batch_size=batch_size, max_length=max_length,
+                             query_max_length=query_max_length,
+                             tokens_per_batch=tokens_per_batch, on_batch=bar.update)
+    return {str(p): r for p, r in zip(resolved, result.runs)}
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
+    """A tqdm bar on stderr counting pairs (disabled unless ``enabled``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="pair", desc=desc, disable=not enabled,
+                dynamic_ncols=True, smoothing=0.05, file=sys.stderr)
