@@ -1,4 +1,4 @@
-"""Gemma-2-9B with the paper's recipe (METHOD.md §7, stated in full in ``configs/mistral_7b.py``),
+"""Gemma-2-9B with the paper's recipe (docs/method.md §7; in full in ``configs/mistral_7b.py``),
 for a 16-chip TPU slice.
 
     python -m mrr_jax.train --config configs/gemma2_9b.py:stage1 --workdir /mnt/shared/s1 \\

@@ -1,4 +1,4 @@
-"""Meta-Llama-3-8B with the paper's recipe (METHOD.md §7, stated in full in
+"""Meta-Llama-3-8B with the paper's recipe (docs/method.md §7, stated in full in
 ``configs/mistral_7b.py``), for a 16-chip TPU slice.
 
     python -m mrr_jax.train --config configs/llama3_8b.py:stage1 --workdir /mnt/shared/s1 \\

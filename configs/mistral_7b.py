@@ -1,4 +1,4 @@
-"""Mistral-7B-v0.1: the paper's training recipe exactly (METHOD.md §7), for a 16-chip TPU slice.
+"""Mistral-7B-v0.1, the paper's training recipe exactly (docs/method.md §7) for a 16-chip TPU slice.
 
     python -m mrr_jax.train --config configs/mistral_7b.py:stage1 --workdir /mnt/shared/s1 \\
         --config.model.path=/data/Mistral-7B-v0.1 --config.data.train=/data/train.jsonl

@@ -5,7 +5,7 @@ model that trains on this CPU.
     python -m mrr_jax.train --config configs/smollm2_135m.py:vertical --workdir out/v \\
         --config.model.init_adapters="('out/s1/adapters/stage1',)"
 
-ARG: stage1 (default) | vertical | horizontal | joint. The reference's recipe (METHOD.md §7)
+ARG: stage1 (default) | vertical | horizontal | joint. The reference's recipe (docs/method.md §7)
 scaled to a 2-core CPU (about 16 s a step): groups of 4 instead of 16, 4 queries per step
 instead of 128, queries cut at 16 tokens and passages at 48, LoRA r=16, lr 2e-3 for a run of 40
 steps; the sampling of sub-models, the loss and the schedule's shape are the paper's. Stage 2
@@ -37,7 +37,7 @@ def get_config(arg: str = "stage1"):
                     "depth=16 compress=4:4")
     c.eval.max_queries = 32
     c.eval.group_size = 8
-    if c.stage != "stage1":  # stage 2: CE only, lr / 10 (METHOD.md §6)
+    if c.stage != "stage1":  # stage 2: CE only, lr / 10 (docs/method.md §6)
         c.loss.self = 0.0
         c.loss.external = 0.0
         c.optim.lr = 2e-4  # stage 1 / 10, as the reference

@@ -5,7 +5,7 @@ README's "does it learn" table (issue 4, must-show 5).
 
 ``configs/smollm2_135m.py`` (the demo's 40 steps) changed in four ways:
 - data: ``example:train_bm25``, the same training rows with every passage's BM25 score as
-  ``pos_scores`` / ``neg_scores``, so the soft-CE to the external teacher (METHOD.md §5.4) is
+  ``pos_scores`` / ``neg_scores``, so the soft-CE to the external teacher (docs/method.md §5.4) is
   on, as in the reference's data (which had a reranker's scores; offline, BM25 is the teacher
   we have). The dev set is the plain ``example:dev`` and is scored against its qrels only;
 - groups of 8 (1 positive + 7 BM25 negatives, as the dev groups), 2 queries a step (the same

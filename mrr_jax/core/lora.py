@@ -1,4 +1,4 @@
-"""LoRA adapters as separate parameter trees (DESIGN.md §2), applied at run time or folded.
+"""LoRA adapters as separate parameter trees (docs/design.md §2), applied at run time or folded.
 
 An adapter never touches the frozen base tree; it is its own pytree with the base's stacked
 layout (letters as in ``mrr_jax.core.decoder``, ``r`` the LoRA rank; the shapes come from

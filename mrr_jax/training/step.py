@@ -1,6 +1,6 @@
 """One optimizer step of Matryoshka training, as a pure function for ``jax.jit``.
 
-Per micro-batch (METHOD.md §5.3-5.4, §6): draw a sub-model -- a ratio from ``ratios`` and, for
+Per micro-batch (docs/method.md §5.3-5.4, §6): draw a sub-model -- a ratio from ``ratios`` and, for
 each candidate compress layer, a coin with probability ``compress_prob`` -- run the compressed
 student pass and (when distillation or its weight is on) the full-width pass, whose exits are
 the stop-gradient teachers, and take the loss of ``training.losses``. Sampling happens inside
