@@ -99,7 +99,7 @@ def test_config_loads_and_the_trainer_accepts_it(name, arg):
 
 
 def _check_big(name, c, rr, spec):
-    """The paper's recipe (METHOD.md §7), scaled to nothing, on a 16-chip slice."""
+    """The paper's recipe (docs/method.md §7), scaled to nothing, on a 16-chip slice."""
     L = rr.cfg.num_layers
     assert c.data.queries_per_step * c.data.accum == 128
     assert c.data.group_size == 16

@@ -1,4 +1,4 @@
-"""The stage-1 loss equals a hand computation of METHOD.md §5.4, term by term."""
+"""The stage-1 loss equals a hand computation of docs/method.md §5.4, term by term."""
 
 import math
 

@@ -31,7 +31,7 @@ Output (``python -m mrr_jax.data.example OUT``):
   not relevant); passages are ``title + " " + text`` as ``Doc.passage``; no teacher scores.
 - ``OUT/train_bm25.jsonl``: the same training rows with every passage's BM25 score (the same
   index, full precision, not only the top 100) as ``pos_scores`` / ``neg_scores``: BM25 as the
-  external teacher of METHOD.md §5.4, the only teacher this offline dataset has.
+  external teacher of docs/method.md §5.4, the only teacher this offline dataset has.
 - ``OUT/stats.json``: counts, average lengths in words, BM25 RR@10 / nDCG@10 / R@100 per split.
 
 Deterministic: the same Python gives byte-identical files (another Python version has other

@@ -51,6 +51,6 @@ class PlanAdapter:
 
 def adapters_for(adapters: Sequence[PlanAdapter], plan: Plan) -> tuple[Adapter, ...]:
     """The adapters a plan runs with, in order: every ``stage1`` and ``vertical`` adapter, and a
-    ``horizontal`` adapter when the plan compresses with its ratio (DESIGN: base + stage-1 + V +
+    ``horizontal`` adapter when the plan compresses with its ratio (base + stage-1 + V +
     H(ratio); with several ratios in one plan their H adapters add)."""
     return tuple(pa.adapter for pa in adapters if pa.serves(plan))

@@ -1,5 +1,5 @@
 """Training data files: FlagEmbedding JSONL read and validated into an HF ``datasets.Dataset``
-(METHOD.md §1.2, DESIGN.md §3); the groups and batches are built from it by
+(docs/method.md §1.2, docs/design.md §3); the groups and batches are built from it by
 :mod:`mrr_jax.inputs.groups`.
 
 Reading. Files are read through HF ``datasets`` (``Dataset.from_generator``) over our own

@@ -1,4 +1,4 @@
-"""Query groups to static-shape token batches (METHOD.md §1.2 and §5.2, DESIGN.md §3): the
+"""Query groups to static-shape token batches (docs/method.md §1.2 and §5.2, docs/design.md §3): the
 group draws, :class:`TrainBatch` and :class:`GroupEncoder`; used by :mod:`mrr_jax.inputs.groups`.
 
 Groups (the reference's ``data.py``). Each query gets one positive (a uniform random choice)

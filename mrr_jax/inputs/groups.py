@@ -1,5 +1,5 @@
 """Training input pipeline: FlagEmbedding JSONL -> deterministic, host-sharded, static-shape
-batches of query groups (METHOD.md §1.2 and §5.2, DESIGN.md §3).
+batches of query groups (docs/method.md §1.2 and §5.2, docs/design.md §3).
 
 The pieces: :mod:`mrr_jax.inputs.flag_dataset` reads and validates the files,
 :mod:`mrr_jax.inputs.group_encoding` draws and tokenizes the groups; this module orders them

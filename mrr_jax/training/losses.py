@@ -1,4 +1,4 @@
-"""Stage-1 loss of the Matryoshka re-ranker (METHOD.md §5.4), as pure functions of scores.
+"""Stage-1 loss of the Matryoshka re-ranker (docs/method.md §5.4), as pure functions of scores.
 
 Scores are grouped per query: ``[E, Q, G]`` = exits x queries x candidates, the positive at
 candidate 0. With the reference's recipe (``distill_fix_layer_teacher``)::

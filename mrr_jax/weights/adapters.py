@@ -30,7 +30,7 @@ ROLE_KINDS = ("stage1", "vertical", "horizontal")
 
 @dataclasses.dataclass(frozen=True)
 class AdapterRole:
-    """What an adapter is for (METHOD.md §5-6): ``stage1`` (stage-1 self-distillation) and
+    """What an adapter is for (docs/method.md §5-6): ``stage1`` (stage-1 self-distillation) and
     ``vertical`` (V-LoRA) serve every plan; ``horizontal`` (H-LoRA) serves the plans that
     compress with its ``ratio`` (>= 2).
 
