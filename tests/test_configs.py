@@ -13,7 +13,7 @@ import pytest
 from mrr_jax.core.config import ModelConfig
 from mrr_jax.runtime.pyconfig import ConfigError, load_config
 from mrr_jax.scoring_job.job import JobConfig, parse_plan
-from mrr_jax.training.config import STAGES, roles_of
+from mrr_jax.training.config import STAGES, check_config, check_plans, roles_of
 from mrr_jax.training.dev_eval import eval_plan
 from mrr_jax.training.step import step_spec
 from mrr_jax.weights.adapters import AdapterRole
@@ -66,10 +66,12 @@ CASES = [(name, arg) for name in _training_configs()
 @pytest.mark.parametrize("name,arg", CASES, ids=[f"{n}:{a}" for n, a in CASES])
 def test_config_loads_and_the_trainer_accepts_it(name, arg):
     c = load_config(f"{CONFIGS / name}.py:{arg}")
+    check_config(c)  # every value in range, every eval plan read by Plan.parse
     stage = "horizontal" if arg.startswith("horizontal") else arg
     assert c.stage == stage
     rr = _stand_in(name, c)
     L = rr.cfg.num_layers
+    check_plans(c.eval.plans, L)  # as the trainer checks them once the model is loaded
     spec = step_spec(c, rr)
     roles = roles_of(c)
     names = [str(r) for r in roles]  # the folders under <workdir>/adapters/

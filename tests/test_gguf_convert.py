@@ -313,6 +313,32 @@ def test_tiny_gguf_round_trip(tmp_path: Path) -> None:
     assert not (out / "stale.txt").exists() and (out / "config.json").is_file()
 
 
+def test_convert_force_replaces_only_an_earlier_conversion(tmp_path: Path) -> None:
+    """``--force`` used to delete whatever DIR held; it now replaces only a folder an earlier
+    conversion wrote (config.json, model.safetensors and its provenance file). An empty folder
+    is used as it is."""
+    src = _tiny_gguf(tmp_path / "tiny.gguf")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="holds no earlier conversion"):
+        convert_gguf(src, out, force=True)
+    res = _cli("--gguf", str(src), "--out", str(out), "--force")
+    assert res.returncode != 0 and str(out) in res.stderr
+    assert "holds no earlier conversion" in res.stderr and "mrr_jax_convert.json" in res.stderr
+    assert (out / "notes.txt").read_text() == "precious"
+    assert (out / "model.safetensors").read_bytes() == b"not ours"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert convert_gguf(src, empty) == empty.absolute()
+    provenance = json.loads((empty / "mrr_jax_convert.json").read_text())
+    assert provenance["converter"] == "mrr_jax.convert" and provenance["gguf"] == "tiny.gguf"
+    res = _cli("--gguf", str(src), "--out", str(empty), "--force")  # an earlier conversion
+    assert res.returncode == 0, res.stderr
+
+
 def test_missing_tensor_is_named(tmp_path: Path) -> None:
     src = _tiny_gguf(tmp_path / "tiny.gguf", drop="blk.0.ffn_up.weight")
     with pytest.raises(KeyError, match="blk.0.ffn_up.weight"):

@@ -14,6 +14,8 @@ atomic writers (``write_*``):
 - :mod:`mrr_jax.data.metrics` -- retrieval metrics of runs against qrels (ir-measures) and
   their plain-text table
 - :mod:`mrr_jax.data.example` -- the embedded example dataset (``python -m mrr_jax.data.example``)
+- :mod:`mrr_jax.data.required` -- input files a command line names: a missing one is reported
+  with its flag and the command that makes it
 
 Bad input raises :class:`DataError` (a ``ValueError``) naming the file, the 1-based line and
 the field. Defaults: empty documents/queries are an error (``on_empty="skip"`` skips and counts

@@ -43,22 +43,29 @@ from mrr_jax.data.metrics import (
     parse_metrics,
 )
 from mrr_jax.data.records import Qrels, Run
+from mrr_jax.data.required import require_file
 
 __all__ = ["DEFAULT_METRICS", "canonical_metric", "evaluate_per_query", "evaluate_run",
            "evaluated_queries", "format_table", "grid_table", "load_qrels_any", "main"]
 
+
 def load_qrels_any(path: PathLike) -> Qrels:
-    """Read qrels in BEIR TSV or TREC format, detected from the first non-blank line."""
+    """Read qrels in BEIR TSV or TREC format, detected from the first non-blank line. A file
+    without a judgement (empty, or only the BEIR header) is a :class:`DataError` naming it."""
     for line, text in iter_lines(path):
         if not text.strip():
             continue
         if "\t" in text and len(text.split("\t")) == 3:
-            return beir.load_qrels(path)
-        if len(text.split()) == 4:
-            return trec.load_qrels(path)
-        raise DataError("not a qrels file: expected 3 tab-separated columns (BEIR) or 4 "
-                        "columns (TREC)", path=path, line=line, field="columns")
-    raise DataError("empty qrels file", path=path)
+            qrels = beir.load_qrels(path)
+        elif len(text.split()) == 4:
+            qrels = trec.load_qrels(path)
+        else:
+            raise DataError("not a qrels file: expected 3 tab-separated columns (BEIR) or 4 "
+                            "columns (TREC)", path=path, line=line, field="columns")
+        if not qrels:
+            raise DataError("no judgement in the file (only a header)", path=path)
+        return qrels
+    raise DataError("empty qrels file: no judgement", path=path)
 
 
 # ----------------------------------------------------------------------------- plan grid
@@ -183,24 +190,50 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_overlap(run: Run, path: PathLike, evaluated: Sequence[str],
+                   qrels_path: PathLike) -> None:
+    """A run sharing no evaluated query with the qrels is an error (its metrics would all be
+    zero): it names both sides, their sizes and an example id of each."""
+    if any(q in run for q in evaluated):
+        return
+    mine = f"{len(run)} queries (e.g. {next(iter(run))!r})" if run else "no query"
+    raise DataError(f"the run shares no query with the qrels: it has {mine}, {qrels_path} has "
+                    f"{len(evaluated)} evaluated queries (e.g. {evaluated[0]!r}); are they of "
+                    "the same dataset and split?", path=path)
+
+
+def _evaluate(paths: Sequence[Path], qrels_path: Path, metrics: Sequence[str]
+              ) -> dict[str, Any]:
+    """``{run path: {"mean", "num_queries", "queries_in_run", "per_query"}}``."""
+    parse_metrics(metrics)
+    for path in paths:
+        require_file(path, "--run")
+    qrels = load_qrels_any(require_file(qrels_path, "--qrels"))
+    evaluated = evaluated_queries(qrels)
+    if not evaluated:
+        raise DataError("no query with a relevant document (relevance > 0)", path=qrels_path)
+    results: dict[str, Any] = {}
+    for path in paths:
+        run: Run = trec.load_run(path)
+        _check_overlap(run, path, evaluated, qrels_path)
+        per_query = evaluate_per_query(run, qrels, metrics)
+        covered = sum(q in run for q in per_query)
+        if covered < len(per_query):
+            print(f"warning: {path} lacks {len(per_query) - covered} of the "
+                  f"{len(per_query)} evaluated queries (they score 0)", file=sys.stderr)
+        results[str(path)] = {"mean": mean_metrics(per_query, metrics),
+                              "num_queries": len(per_query), "queries_in_run": covered,
+                              "per_query": per_query}
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The metrics command line (without the ``grid`` sub-command: that is
-    :func:`mrr_jax.evaluation.cli.main`); returns the exit status."""
+    :func:`mrr_jax.evaluation.cli.main`); returns the exit status (2 on bad input: a missing
+    file, a run sharing no query with the qrels, qrels without a relevant document)."""
     args = _parser().parse_args(argv)
     try:
-        parse_metrics(args.metrics)
-        qrels = load_qrels_any(args.qrels)
-        results: dict[str, Any] = {}
-        for path in args.run:
-            run: Run = trec.load_run(path)
-            per_query = evaluate_per_query(run, qrels, args.metrics)
-            mean = mean_metrics(per_query, args.metrics)
-            covered = sum(q in run for q in per_query)
-            if covered < len(per_query):
-                print(f"warning: {path} lacks {len(per_query) - covered} of the "
-                      f"{len(per_query)} evaluated queries (they score 0)", file=sys.stderr)
-            results[str(path)] = {"mean": mean, "num_queries": len(per_query),
-                                  "queries_in_run": covered, "per_query": per_query}
+        results = _evaluate(args.run, args.qrels, args.metrics)
     except (DataError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

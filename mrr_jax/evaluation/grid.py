@@ -36,6 +36,7 @@ from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike
 from mrr_jax.data.ids import check_ids
 from mrr_jax.data.metrics import evaluate_run, evaluated_queries, format_table
+from mrr_jax.data.required import require_file, require_folder
 from mrr_jax.data.units import units_from_run
 from mrr_jax.evaluation.evaluate import grid_table
 from mrr_jax.inputs import batching
@@ -170,7 +171,7 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
 def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_size: int,
              progress: bool) -> dict[str, Any]:
     """One plan's grid row: compiled ahead, then timed over every pair and evaluated."""
-    plan = (Plan.parse(given) if isinstance(given, str) else given).resolve(rr.cfg.num_layers)
+    plan = rr.resolve_plan(given)
     compile_s = precompile(rr, g.encoded, g.batches, plan, (plan.depth,), batch_size)
     with _bar(len(g.encoded), str(given), progress) as bar:
         t0 = time.perf_counter()
@@ -239,7 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=20, help="candidates per query "
                    "(default %(default)s)")
     p.add_argument("--plans", default="full", help='";"-separated plans, e.g. '
-                   '"full;depth=20;compress=8:2" (default %(default)s)')
+                   '"full;depth=20;compress=8:2" ("full" or "" = the whole model; default '
+                   '%(default)s)')
     p.add_argument("--out", type=Path, help="folder for grid.json, grid.md, grid.png")
     p.add_argument("--max-queries", type=int, help="only the first N evaluated queries "
                    "(qid order)")
@@ -257,19 +259,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_plans(text: str) -> list[str]:
+    """A ``;``-separated list of plan texts, each read later by :meth:`Plan.parse` (``full``
+    and the empty text are the full model): items are stripped and empty ones between
+    separators dropped, but a text that is blank as a whole is one plan, the full model."""
+    plans = [t.strip() for t in text.split(";") if t.strip()]
+    return plans or [text.strip()]
+
+
+def check_inputs(data: Path, split: str, first_stage: Path) -> None:
+    """The files the grid reads exist (``FileNotFoundError`` naming the flag, and how the
+    example dataset is built when that is what is missing)."""
+    require_folder(data, "--data", example=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        require_file(data / name, "--data")
+    require_file(data / "qrels" / f"{split}.tsv", f"--split {split}")
+    require_file(first_stage, "--first-stage")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
     args = _parser().parse_args(argv)
-    plans = [t.strip() for t in args.plans.split(";") if t.strip()]
+    plans = split_plans(args.plans)
     try:
         for text in plans:
             Plan.parse(text)
         if args.top_k < 1 or (args.max_queries is not None and args.max_queries < 1):
             raise ValueError("--top-k and --max-queries must be >= 1")
+        check_inputs(args.data, args.split, args.first_stage)
         from mrr_jax.inference.reranker import Reranker
 
         rr = Reranker.from_pretrained(model_path(args.model), dtype=args.dtype,
                                       compat=args.compat, adapters=args.adapters)
+        for text in plans:
+            rr.resolve_plan(text)  # every plan fits the model before any scoring
         rows = plan_grid(rr, args.data, args.split, args.first_stage, plans, args.top_k,
                          args.max_queries, args.out, batch_size=args.batch_size,
                          tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mrr_jax.core.plan import Plan
+from mrr_jax.evaluation.grid import split_plans
 from mrr_jax.experiments.bench_pairs import make_pairs, text_pairs
 from mrr_jax.experiments.bench_report import (
     available_cores,
@@ -130,8 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=None,
                    help="HF model directory (default: SmolLM2-135M-Instruct, converted once)")
     p.add_argument("--plans", type=str, default=None,
-                   help='";"-separated plans, the first is the baseline; "full" = the whole '
-                        f'model (default: {";".join(DEFAULT_PLANS)})')
+                   help='";"-separated plans, the first is the baseline; "full" (or "") = the '
+                        f'whole model (default: {";".join(DEFAULT_PLANS)})')
     p.add_argument("--pairs", type=int, default=None,
                    help=f"number of pairs (default {DEFAULTS['pairs']}, quick {QUICK['pairs']})")
     p.add_argument("--seq-len", type=int, default=None,
@@ -165,7 +166,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     text = args.plans if args.plans is not None else ";".join(
         QUICK_PLANS if args.quick else DEFAULT_PLANS)
-    args.plans = [t.strip() for t in text.split(";") if t.strip()]
+    args.plans = split_plans(text)
     for key in ("pairs", "seq_len", "batch_size", "repeats", "compile_batch"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
@@ -190,7 +191,8 @@ def run(args: argparse.Namespace) -> dict:
     rr = Reranker.from_pretrained(args.model, dtype=args.dtype)
     encoded = make_pairs(rr, args.pairs, args.seq_len)
     n = len(encoded)
-    plans = [Plan.parse(text).resolve(rr.cfg.num_layers) for text in args.plans]
+    plans = [rr.resolve_plan(text) for text in args.plans]
+    full = rr.resolve_plan(None)
     jax_cases = [jax_case(rr, encoded, plan, args.batch_size) for plan in plans]
     log(f"{n} pairs x {args.seq_len} tokens; mrr_jax warm-up (compile + first batch) ...")
     warm_up(jax_cases)
@@ -214,7 +216,7 @@ def run(args: argparse.Namespace) -> dict:
                          n * args.seq_len)}
     for text, plan, case in zip(args.plans, plans, jax_cases):
         results["plans"].append(case.result(n) | {
-            "plan": str(plan), "plan_arg": text,
+            "plan": str(plan), "plan_arg": text, "full": plan == full,
             "flops_per_pair": predicted_flops(rr.cfg, encoded, plan)})
     for attn, case in zip(args.torch_attn, torch_cases):
         results["torch"][attn] = case.result(n)
@@ -231,12 +233,13 @@ def run(args: argparse.Namespace) -> dict:
 
 def check_parity(results: dict, dtype: str) -> None:
     """Max |score difference| between mrr_jax's first plan and each PyTorch run; a failure
-    (above ``PARITY_TOL``, float32 only, and only when that plan is ``full``) is recorded."""
+    (above ``PARITY_TOL``, float32 only, and only when that plan is the full model -- its
+    ``full`` key: however it was spelled, ``full``, ``""`` or ``depth=L``) is recorded."""
     base = results["plans"][0]
     for attn, t in results["torch"].items():
         t["max_abs_diff"] = float(np.abs(t["scores"] - base["scores"]).max())
         tol = PARITY_TOL.get(dtype)
-        if tol is not None and base["plan_arg"] == "full" and not t["max_abs_diff"] <= tol:
+        if tol is not None and base["full"] and not t["max_abs_diff"] <= tol:
             results["parity_failed"] = (f"PyTorch {attn} differs from mrr_jax's full plan by "
                                         f"{t['max_abs_diff']:.2e} > {tol}")
 
@@ -255,7 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(to_jsonable(results), indent=1))
     return 1 if results.get("parity_failed") else 0
-
 
 
 if __name__ == "__main__":

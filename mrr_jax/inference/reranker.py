@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from mrr_jax.inference.adapters import PlanAdapter, adapters_for
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
 from mrr_jax.runtime import compile_cache
+from mrr_jax.weights.assets import missing_model
 from mrr_jax.weights.hf import assemble_params, load_hf_dir
 
 COMPAT = ("default", "reference")
@@ -165,7 +167,7 @@ class Reranker:
 
     def adapters_for(self, plan: Plan) -> tuple[Adapter, ...]:
         """The adapters a plan runs with: every ``stage1`` and ``vertical`` adapter, and a
-        ``horizontal`` adapter when the plan compresses with its ratio (DESIGN: base + stage-1 +
+        ``horizontal`` adapter when the plan compresses with its ratio (base + stage-1 +
         V + H(ratio); with several ratios in one plan their H adapters add)."""
         return adapters_for(self._adapters, plan)
 
@@ -192,7 +194,7 @@ class Reranker:
         memory (numpy) for a caller that shards them itself (training)."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such model directory or file")
+            raise missing_model(path, "from_pretrained:")
         np_dtype = np.float32
         if path.suffix == ".gguf":
             from mrr_jax.weights.gguf import read_gguf
@@ -223,12 +225,31 @@ class Reranker:
                    adapters=loaded, place=place)
 
     # ------------------------------------------------------------------ scoring
+    def resolve_plan(self, plan: Plan | str | None = None) -> Plan:
+        """``plan`` (a :class:`Plan`, its text as :meth:`Plan.parse` reads it, or None for the
+        full model) checked against this model, depth filled in. Its depth must reach the first
+        exit head (``start_layer``): a shallower sub-model has no head to score with."""
+        plan = Plan.parse(plan) if isinstance(plan, str) else (plan or Plan())
+        plan = plan.resolve(self.cfg.num_layers)
+        if plan.depth < self.start_layer:
+            raise ValueError(f"plan {plan}: depth {plan.depth} is below the first exit: this "
+                             f"model has exit heads at layers {self.start_layer}.."
+                             f"{self.cfg.num_layers} (start_layer {self.start_layer}); use a "
+                             f"depth of at least {self.start_layer}")
+        return plan
+
     def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:
+        """The exit layers to run, sorted and unique: ``plan.depth`` by default, else each of
+        ``exits`` (ints within ``start_layer..plan.depth``)."""
         if exits is None:
             return (plan.depth,)
+        exits = list(exits)
+        odd = [k for k in exits if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
+        if odd:
+            raise TypeError(f"exits must be ints, got {', '.join(map(repr, odd))}")
         bad = [k for k in exits if not self.start_layer <= k <= plan.depth]
-        if bad or not len(exits):
-            raise ValueError(f"exits {list(exits)} must be non-empty and within "
+        if bad or not exits:
+            raise ValueError(f"exits {[int(k) for k in exits]} must be non-empty and within "
                              f"{self.start_layer}..{plan.depth} (start_layer..depth of {plan})")
         return tuple(sorted(set(int(k) for k in exits)))
 
@@ -238,8 +259,7 @@ class Reranker:
         """Scores tokenized pairs: [len(exits), n] float32 in the order ``exits`` were given
         (default: the plan's last layer). With ``return_features``, also the final-normed
         features [len(exits), n, D]."""
-        plan = Plan.parse(plan) if isinstance(plan, str) else (plan or Plan())
-        plan = plan.resolve(self.cfg.num_layers)
+        plan = self.resolve_plan(plan)
         run_exits = self._exits(plan, exits)
         n = len(pairs)
         scores = np.zeros((len(run_exits), n), np.float32)
@@ -307,10 +327,60 @@ class Reranker:
             scores = 1.0 / (1.0 + np.exp(-scores.astype(np.float32)))
         return scores if exits is not None else scores[0]
 
-    def rank(self, query: str, documents: Sequence[str], *, plan: Plan | str | None = None,
+    def rank(self, query: str, documents: Iterable[str], *, plan: Plan | str | None = None,
              top_k: int | None = None, **kwargs) -> list[dict]:
-        """Documents sorted by score: ``[{"index", "score", "document"}]``, best first."""
-        scores = self.compute_score([(query, d) for d in documents], plan=plan, **kwargs)
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [{"index": int(i), "score": float(scores[i]), "document": documents[i]}
+        """Documents sorted by score, best first: ``[{"index", "score", "document"}]``.
+
+        ``query``: a non-empty str. ``documents``: str passages, in a list, a tuple or any
+        other sequence; another iterable (a generator) is read into a list first, and its
+        items are what ``"document"`` returns. A str or bytes is refused (it would be ranked
+        as its characters); no documents give ``[]``. ``top_k``: None ranks every document,
+        an int >= 1 keeps the ``top_k`` best (all of them when there are fewer); anything
+        else is an error. ``"index"`` is the document's position in ``documents``; ties keep
+        that order. Other keywords (``batch_size``, ``max_length``, ...) go to
+        :meth:`compute_score`, except ``exits``: a ranking is read at one exit (the plan's
+        depth)."""
+        if "exits" in kwargs:
+            raise TypeError("rank() takes no exits=: it ranks at the plan's depth (pass "
+                            "plan='depth=N' to rank at exit N)")
+        docs = _documents(documents)
+        _check_text("query", query)
+        if top_k is not None and (isinstance(top_k, bool)
+                                  or not isinstance(top_k, numbers.Integral)):
+            raise TypeError(f"top_k must be None (all) or an int >= 1, got "
+                            f"{type(top_k).__name__} {top_k!r}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be None (all) or an int >= 1, got {top_k!r}")
+        if not docs:
+            return []
+        scores = self.compute_score([(query, d) for d in docs], plan=plan, **kwargs)
+        order = np.argsort(-scores, kind="stable")[:None if top_k is None else int(top_k)]
+        return [{"index": int(i), "score": float(scores[i]), "document": docs[i]}
                 for i in order]
+
+
+def _check_text(name: str, text) -> None:
+    """``text`` must be a non-empty str (``name`` says which argument, in the message)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{name} is empty")
+
+
+def _documents(documents) -> Sequence[str]:
+    """``rank``'s documents as a sequence of non-empty str (an iterable is read into a list)."""
+    if isinstance(documents, str | bytes | bytearray):
+        raise TypeError(f"documents must be a sequence of str, got one {type(documents).__name__}"
+                        " (to rank a single passage, pass [passage])")
+    if not isinstance(documents, Sequence):
+        if not isinstance(documents, Iterable):
+            raise TypeError(f"documents must be a sequence of str, got "
+                            f"{type(documents).__name__}")
+        documents = list(documents)
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise TypeError(f"documents must be a sequence of str: documents[{i}] is "
+                            f"{type(doc).__name__}")
+        if not doc.strip():
+            raise ValueError(f"documents[{i}] is empty")
+    return documents

@@ -26,19 +26,24 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and, for overrides, the key."""
 
 
-def load_config(spec: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def load_config(spec: str | Path, overrides: Sequence[str] = (), *,
+                flag: str = "") -> ml_collections.ConfigDict:
     """The locked ``ConfigDict`` of ``spec`` (``path.json``, ``path.py`` or ``path.py:arg``)
     with ``overrides`` applied in order.
 
     An override is ``dotted.key=value``; the value is a Python literal (``3``, ``1e-4``,
     ``(1, 2)``, ``'text'``, ``None``), else the text itself. It must keep the setting's type,
     except that an int sets a float, a list sets a tuple and a tuple sets a list; a setting
-    whose default is ``None`` takes any value. Use ``.to_dict()`` for a plain dict."""
+    whose default is ``None`` takes any value. Use ``.to_dict()`` for a plain dict.
+
+    An override's error is one plain line that starts with the override as the user typed it,
+    ``flag`` (e.g. ``--config.``) + ``key=value``: ``--config.train.steps=2.5: expected an int,
+    got 2.5``."""
     path, arg = _split_spec(spec)
     cfg = _read(path, arg)
     cfg.lock()
     for item in overrides:
-        _apply(cfg, item, path)
+        _apply(cfg, item, path, flag)
     return cfg
 
 
@@ -89,25 +94,26 @@ def _call_get_config(path: Path, arg: str) -> Any:
         raise ConfigError(f"config {where}: {e}") from e
 
 
-def _apply(cfg: ml_collections.ConfigDict, item: str, path: Path) -> None:
+def _apply(cfg: ml_collections.ConfigDict, item: str, path: Path, flag: str) -> None:
     """Sets one ``key=value`` override, checking the key and the value's type first."""
     key, sep, raw = item.partition("=")
+    where = f"{flag}{item}"
     if not sep or not key:
-        raise ConfigError(f"override {item!r}: expected key=value")
+        raise ConfigError(f"{where}: expected {flag}KEY=VALUE")
     *parents, leaf = key.split(".")
     node = cfg
     for i, name in enumerate(parents):
-        where = ".".join(parents[:i + 1])
+        group = ".".join(parents[:i + 1])
         if name not in node:
-            raise ConfigError(f"override {item!r}: no key {where!r} in {path}")
+            raise ConfigError(f"{where}: no key {group} in {path} (known here: "
+                              f"{', '.join(sorted(node.keys()))})")
         node = node[name]
         if not isinstance(node, ml_collections.ConfigDict):
-            raise ConfigError(f"override {item!r}: {where} is a setting, not a group of "
-                              "settings")
+            raise ConfigError(f"{where}: {group} is a setting, not a group of settings")
     if leaf not in node:
-        raise ConfigError(f"override {item!r}: no key {key!r} in {path} (known here: "
+        raise ConfigError(f"{where}: no key {key} in {path} (known here: "
                           f"{', '.join(sorted(node.keys()))})")
-    node[leaf] = _typed(item, key, node[leaf], _literal(raw), raw)
+    node[leaf] = _typed(where, key, node[leaf], _literal(raw), raw)
 
 
 def _literal(raw: str) -> Any:
@@ -118,13 +124,14 @@ def _literal(raw: str) -> Any:
         return raw
 
 
-def _typed(item: str, key: str, old: Any, value: Any, raw: str) -> Any:
+def _typed(where: str, key: str, old: Any, value: Any, raw: str) -> Any:
     """``value`` converted to the type of the setting's current value ``old``, or a
-    ConfigError naming the key."""
+    ConfigError: ``{where}: expected an int, got 2.5`` (the override as typed, what the
+    setting takes, the value as typed)."""
     if old is None:
         return value
     if isinstance(old, ml_collections.ConfigDict):
-        raise ConfigError(f"override {item!r}: {key} is a group of settings "
+        raise ConfigError(f"{where}: {key} is a group of settings "
                           f"({', '.join(sorted(old.keys()))}); set them one by one")
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -138,9 +145,9 @@ def _typed(item: str, key: str, old: Any, value: Any, raw: str) -> Any:
         ok = isinstance(value, type(old))
     if ok:
         return value
-    want = type(old).__name__
-    want = f"{'an' if want[0] in 'aeiou' else 'a'} {want}"
-    if isinstance(value, str):
-        raise ConfigError(f"override {item!r}: {key} is {want}, got the string {raw!r}")
-    raise ConfigError(f"override {item!r}: {key} is {want}, got the "
-                      f"{type(value).__name__} {value!r}")
+    if isinstance(old, bool):
+        want = "True or False"
+    else:
+        want = type(old).__name__
+        want = f"{'an' if want[0] in 'aeiou' else 'a'} {want}"
+    raise ConfigError(f"{where}: expected {want}, got {raw}")

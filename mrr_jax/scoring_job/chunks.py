@@ -1,15 +1,17 @@
-"""The job's work: units read from the inputs, cut into global chunks, chunks into shards; and
-the chunk files.
+"""The job's work: units read from the inputs, cut into chunks, chunks into shards; and the
+chunk files.
 
 Units are sorted by qid (:func:`mrr_jax.data.trec.qid_key`) and grouped, in that order, into
-chunks of about ``--chunk-pairs`` pairs (a query is never split). Shard ``i`` of ``n`` takes the
-contiguous chunk range ``[i*C//n, (i+1)*C//n)``. A chunk file holds the chunk's scores as TREC
-lines, tag column ``p<j>`` for the j-th plan.
+chunks of about ``--chunk-pairs`` pairs (a query is never split; :func:`chunk_units`). Shards
+take contiguous ranges of chunks balanced by pairs (:func:`cut_job`). A chunk file holds the
+chunk's scores as TREC lines, tag column ``p<j>`` for the j-th plan.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,9 +41,57 @@ def chunk_units(units: Sequence[Unit], chunk_pairs: int) -> list[list[Unit]]:
     return chunks
 
 
-def shard_range(num_chunks: int, shard: int, num_shards: int) -> range:
-    """The chunks of shard ``shard`` of ``num_shards``: a contiguous range."""
-    return range(shard * num_chunks // num_shards, (shard + 1) * num_chunks // num_shards)
+def _pairs(units: Sequence[Unit]) -> int:
+    return sum(len(u.docids) for u in units)
+
+
+def _cuts(offsets: Sequence[int], num_shards: int) -> list[int]:
+    """Where each shard starts: indices into ``offsets`` (pair counts before each possible cut,
+    from 0 to the total), the one nearest ``i * total / num_shards`` for shard ``i`` (ties to
+    the earlier), kept increasing so that every shard gets at least one item when there are
+    ``num_shards`` items or more; with fewer, shard ``i`` takes item ``i`` and the last shards
+    are empty."""
+    items, total = len(offsets) - 1, offsets[-1]
+    if items < num_shards:
+        return [min(i, items) for i in range(num_shards)] + [items]
+    cuts = [0]
+    for i in range(1, num_shards):
+        j = bisect.bisect_left(offsets, i * total / num_shards)
+        if j > 0 and (j == len(offsets) or (offsets[j] * num_shards - i * total
+                                            >= i * total - offsets[j - 1] * num_shards)):
+            j -= 1
+        cuts.append(min(max(j, cuts[-1] + 1), items - (num_shards - i)))
+    return [*cuts, items]
+
+
+def cut_job(units: Sequence[Unit], chunk_pairs: int,
+            num_shards: int) -> tuple[list[list[Unit]], list[range]]:
+    """The job's chunks and the contiguous range of them each of ``num_shards`` shards takes,
+    balanced by pairs (``P``: the job's pairs; a query is never split).
+
+    The chunks are those of :func:`chunk_units` when every shard's share ``P / n`` is at least
+    ``chunk_pairs`` and there are at least ``n`` of them: shard ``i`` then starts at the chunk
+    boundary nearest ``i * P / n``, and, every pair meeting the batches it meets in a
+    one-shard job, the merged run is byte-identical for any such ``n``. A smaller job is cut
+    at the query boundaries nearest ``i * P / n`` instead, each shard's queries then chunked
+    by :func:`chunk_units`; a pair may then meet other batches than in a one-shard job, and its
+    score differ in the last digits. A shard is empty only when the job has fewer queries than
+    shards (shard ``i`` takes query ``i``)."""
+    grid = chunk_units(units, chunk_pairs)
+    offsets = list(itertools.accumulate((_pairs(c) for c in grid), initial=0))
+    if num_shards == 1 or (len(grid) >= num_shards
+                           and offsets[-1] >= chunk_pairs * num_shards):
+        cuts = _cuts(offsets, num_shards)
+        return grid, [range(a, b) for a, b in itertools.pairwise(cuts)]
+    at = _cuts(list(itertools.accumulate((len(u.docids) for u in units), initial=0)),
+               num_shards)
+    chunks: list[list[Unit]] = []
+    ranges = []
+    for a, b in itertools.pairwise(at):
+        first = len(chunks)
+        chunks += chunk_units(units[a:b], chunk_pairs)
+        ranges.append(range(first, len(chunks)))
+    return chunks, ranges
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="adapter folders (training's <workdir>/adapters/<role>, or PEFT LoRA "
                    "folders) applied per plan by role; repeatable")
     m.add_argument("--plan", action="append", help='a plan, e.g. "depth=20 compress=8:2"; '
-                   "repeat for several ('full' = the whole model, the default); the first "
+                   "repeat for several ('full' or '' = the whole model, the default); the first "
                    "gives OUT/run.trec")
     m.add_argument("--dtype", choices=("float32", "bfloat16"), help="default float32")
     m.add_argument("--compat", choices=("default", "reference"), help="default 'default'")

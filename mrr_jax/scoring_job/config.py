@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrr_jax.core.plan import Plan
+from mrr_jax.data.required import require_file
 from mrr_jax.runtime.digest import file_sha256, json_digest
 
 FORMAT_VERSION = 1
@@ -68,7 +69,8 @@ class JobConfig:
         return cls(**clean)
 
     def validate(self) -> None:
-        """Raise :class:`JobError` on missing or contradictory settings."""
+        """Raise :class:`JobError` on missing or contradictory settings, and
+        ``FileNotFoundError`` naming the flag for an input file that does not exist."""
         if not self.out:
             raise JobError("--out is required")
         if self.merge_only:
@@ -93,6 +95,9 @@ class JobConfig:
         for a in self.adapters:
             if not Path(a).is_dir():
                 raise JobError(f"--adapters {a}: no such adapter folder")
+        for name in ("corpus", "queries", "run", "candidates"):  # FileNotFoundError, named
+            if getattr(self, name):
+                require_file(getattr(self, name), f"--{name}")
 
     def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
         """What the results depend on (``model``: the resolved model path; inputs and adapters

@@ -18,6 +18,7 @@ from typing import Any
 from mrr_jax.data.fileio import atomic_write
 from mrr_jax.data.units import Unit
 from mrr_jax.scoring_job.config import JobError
+from mrr_jax.scoring_job.lock import LOCK
 
 MANIFEST = "manifest.json"
 
@@ -87,11 +88,33 @@ def check_out_dir(out: Path, shard: int, num_shards: int, fingerprint: str,
         return manifest
     others = [p.name for p in out.iterdir()] if out.is_dir() else []
     foreign = [name for name in others if name != "shards"]
-    if foreign or (mine.is_dir() and any(mine.iterdir())):
+    if foreign or (mine.is_dir() and any(p.name != LOCK for p in mine.iterdir())):
         what = ", ".join(sorted(foreign)) or str(mine.relative_to(out))
         raise JobError(f"{out} already exists and is not empty ({what}); pass --resume to "
                        "continue the job it holds, or choose another --out")
     return None
+
+
+def check_cut(out: Path, num_shards: int, num_chunks: int,
+              ranges: Sequence[range]) -> None:
+    """Every shard manifest under ``out`` holds the chunks this job's cut gives its shard
+    (:func:`~mrr_jax.scoring_job.chunks.cut_job`): a folder whose shards were cut by another
+    rule (an older version) is refused rather than mixed."""
+    for i in range(num_shards):
+        m = read_manifest(shard_dir(out, i, num_shards))
+        if m is None:
+            continue
+        if m["num_chunks"] != num_chunks or m["assigned"] != list(ranges[i]):
+            raise JobError(
+                f"{out}: shard {i}-of-{num_shards} was cut into chunks differently (it holds "
+                f"{_span(m['assigned'])} of {m['num_chunks']} chunks, where this version cuts "
+                f"{_span(ranges[i])} of {num_chunks}): an older version of mrr_jax started "
+                "the job. Finish it with that version, or start again in another --out (a "
+                "finished job still merges with --merge-only)")
+
+
+def _span(chunks: Sequence[int]) -> str:
+    return f"chunks {chunks[0]}..{chunks[-1]}" if len(chunks) else "no chunk"
 
 
 def check_done(manifest: Mapping[str, Any], chunks: Sequence[Sequence[Unit]],

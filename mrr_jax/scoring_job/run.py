@@ -1,5 +1,6 @@
-"""Running one shard of a scoring job: load, check the output folder, score the shard's
-unfinished chunks (each committed by its manifest), and merge when every shard is done."""
+"""Running one shard of a scoring job: load, check the output folder, lock the shard's folder,
+score the shard's unfinished chunks (each committed by its manifest), and merge when every
+shard is done."""
 
 from __future__ import annotations
 
@@ -13,17 +14,12 @@ from typing import Any
 from mrr_jax.core.plan import Plan
 from mrr_jax.data.units import Unit
 from mrr_jax.runtime.distributed import maybe_init_distributed
-from mrr_jax.scoring_job.chunks import (
-    Inputs,
-    chunk_filename,
-    chunk_units,
-    load_inputs,
-    shard_range,
-    write_chunk,
-)
+from mrr_jax.scoring_job.chunks import Inputs, chunk_filename, cut_job, load_inputs, write_chunk
 from mrr_jax.scoring_job.config import JobConfig, JobError, job_fingerprint, parse_shard
+from mrr_jax.scoring_job.lock import shard_lock
 from mrr_jax.scoring_job.manifest import (
     all_complete,
+    check_cut,
     check_done,
     check_out_dir,
     shard_dir,
@@ -66,7 +62,10 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     """Runs (or resumes) this process's shard of a scoring job, and merges once all shards are
     done. Returns the merged run (``OUT/run.trec``) if it was written, else the shard folder.
 
-    Raises :class:`DataError` for bad input and :class:`JobError` for job-level problems."""
+    The shard folder is locked for the whole run (:func:`~mrr_jax.scoring_job.lock.shard_lock`):
+    a second process on the same ``--out`` and shard is refused. Raises :class:`DataError` for
+    bad input, ``FileNotFoundError`` for a missing input file, ``ValueError`` for a plan the
+    model cannot run and :class:`JobError` for job-level problems."""
     cfg = config if isinstance(config, JobConfig) else JobConfig.from_dict(config)
     cfg.validate()
     out = Path(cfg.out)
@@ -81,23 +80,35 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     inputs = load_inputs(cfg)
     mpath = model_path(cfg.model)
     rr = load_model(cfg, mpath)
-    plans = resolve_plans(cfg.plan, rr.cfg.num_layers)
+    plans = resolve_plans([rr.resolve_plan(p) for p in cfg.plan], rr.cfg.num_layers)
     hashed = cfg.hashed(plans, mpath)
     fingerprint = job_fingerprint(hashed)
-    manifest = check_out_dir(out, shard, num_shards, fingerprint, hashed, cfg.resume)
-    chunks = chunk_units(inputs.units, cfg.chunk_pairs)
+    chunks, ranges = cut_job(inputs.units, cfg.chunk_pairs, num_shards)
+
+    def check() -> dict[str, Any] | None:
+        manifest = check_out_dir(out, shard, num_shards, fingerprint, hashed, cfg.resume)
+        check_cut(out, num_shards, len(chunks), ranges)
+        return manifest
+
+    check()  # before anything is written
     folder = shard_dir(out, shard, num_shards)
     folder.mkdir(parents=True, exist_ok=True)
-    if manifest is None:
-        manifest = _new_manifest(cfg, plans, hashed, fingerprint, (shard, num_shards), chunks,
-                                 inputs)
-    check_done(manifest, chunks, folder)
-    manifest["sessions"].append({"started_at": time.time(), "pid": os.getpid()})
-    write_manifest(folder, manifest)
     label = f"shard {shard}/{num_shards}" if num_shards > 1 else "score"
-    _score_shard(rr, cfg, plans, chunks, manifest, folder, label)
-    if all_complete(out, num_shards):
-        return merge(out, num_shards)
+    with shard_lock(folder):
+        manifest = check()  # again: no other process writes this shard from here on
+        if manifest is None:
+            manifest = _new_manifest(cfg, plans, hashed, fingerprint, (shard, num_shards),
+                                     chunks, ranges[shard], inputs)
+        check_done(manifest, chunks, folder)
+        manifest["sessions"].append({"started_at": time.time(), "pid": os.getpid()})
+        write_manifest(folder, manifest)
+        if not manifest["assigned"]:
+            print(f"{label}: empty: the job has {len(inputs.units)} queries for {num_shards} "
+                  "shards (a query is never split), so this shard has nothing to score",
+                  file=sys.stderr)
+        _score_shard(rr, cfg, plans, chunks, manifest, folder, label)
+        if all_complete(out, num_shards):
+            return merge(out, num_shards)
     print(f"{label}: done; waiting for the other shards, then merge (whoever finishes last "
           f"merges, or: python -m mrr_jax.score --merge-only --out {out})", file=sys.stderr)
     return folder
@@ -105,9 +116,8 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
 
 def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, Any],
                   fingerprint: str, shard: tuple[int, int], chunks: Sequence[Sequence[Unit]],
-                  inputs: Inputs) -> dict[str, Any]:
-    """The manifest of a shard that has not started."""
-    mine = shard_range(len(chunks), *shard)
+                  mine: range, inputs: Inputs) -> dict[str, Any]:
+    """The manifest of a shard that has not started (``mine``: its chunks)."""
     return {
         "config_hash": fingerprint, "config": hashed, "shard": shard[0], "num_shards": shard[1],
         "num_chunks": len(chunks), "assigned": list(mine), "plans": [str(p) for p in plans],

@@ -71,7 +71,7 @@ def rerank(rr, queries: Mapping[str, str], corpus: Mapping[str, Doc | str],
     ``corpus``: ``{docid: Doc | passage}``; unknown ids raise :class:`DataError`
     (``on_missing="warn"`` drops them). Returns ``{str(resolved plan): run}`` in the order of
     ``plans`` (a plan given twice appears once)."""
-    resolved = resolve_plans(plans, rr.cfg.num_layers)
+    resolved = resolve_plans([rr.resolve_plan(p) for p in plans], rr.cfg.num_layers)
     checked = check_ids(run, corpus, queries, on_missing=on_missing).run
     units = units_from_run(checked, queries, corpus, top_k)
     total = sum(len(u.docids) for u in units) * len(group_plans(resolved))

@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrr_jax.runtime.pyconfig import load_config
+from mrr_jax.runtime.pyconfig import ConfigError, load_config
+from mrr_jax.training.config import check_config
 
 OVERRIDE_PREFIX = "--config."
 
@@ -35,13 +36,25 @@ def train_parser(description: str | None) -> argparse.ArgumentParser:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None):
-    """(config with the ``--config.KEY=VALUE`` overrides applied, args) of ``argv``; any other
-    unknown argument is a usage error. Config errors raise
-    :class:`~mrr_jax.runtime.pyconfig.ConfigError`."""
+    """(config with the ``--config.KEY=VALUE`` overrides applied and its values checked
+    (:func:`~mrr_jax.training.config.check_config`), args) of ``argv``; any other unknown
+    argument is a usage error. A bad config, override or ``--workdir`` raises
+    :class:`~mrr_jax.runtime.pyconfig.ConfigError` with a one-line message."""
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
         if not item.startswith(OVERRIDE_PREFIX):
-            parser.error(f"unrecognized argument {item!r}")
+            parser.error(f"unrecognized argument {item}")
         overrides.append(item[len(OVERRIDE_PREFIX):])
-    return load_config(args.config, overrides), args
+    c = load_config(args.config, overrides, flag=OVERRIDE_PREFIX)
+    check_config(c)
+    check_workdir(args.workdir)
+    return c, args
+
+
+def check_workdir(workdir: Path) -> None:
+    """``--workdir`` must be a folder or not exist yet, and no folder above it a file."""
+    for p in (workdir, *workdir.absolute().parents):
+        if p.exists() and not p.is_dir():
+            what = "" if p == workdir else f"{p} "
+            raise ConfigError(f"--workdir {workdir}: {what}is a file, not a directory")

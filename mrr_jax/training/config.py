@@ -2,7 +2,7 @@
 
 ``configs/<name>.py`` start from :func:`default_config` and change what they need (big_vision
 style); ``--config.key=value`` on the command line changes one more, and a key that is not here
-is an error. Stages (METHOD.md §5-6):
+is an error. Stages (docs/method.md §5-6):
 
 - ``stage1``: cascaded self-distillation over sampled sub-models; trains the ``stage1`` adapter.
 - ``vertical``: V-LoRA on top of the folded ``init_adapters`` (stage 1), CE only, ratio 1.
@@ -11,26 +11,35 @@ is an error. Stages (METHOD.md §5-6):
 - ``joint``: V and every H(r) trained together, as the paper describes: a step that draws ratio
   r trains V + H(r) (ratio 1: V alone).
 
-:func:`paper_recipe` is :func:`default_config` with the paper's training recipe (METHOD.md §7)
+:func:`paper_recipe` is :func:`default_config` with the paper's training recipe (docs/method.md §7)
 applied, for one model and one stage; the big-model configs (``configs/mistral_7b.py`` states
 it in full) add only the model's path, mesh and eval plans.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
 import ml_collections
 
+from mrr_jax.core.lora import TARGETS as LORA_TARGETS
+from mrr_jax.core.plan import MODES, Plan
 from mrr_jax.runtime.digest import json_digest
 from mrr_jax.runtime.pyconfig import ConfigError
+from mrr_jax.training.losses import TEACHERS
 from mrr_jax.weights.adapters import AdapterRole
 
 STAGES = ("stage1", "vertical", "horizontal", "joint")
 PAPER_H_RATIOS = (2, 4, 8)  # the paper's horizontal (H-LoRA) ratios
 # train.* settings a resumed run may change (they do not change the result).
 RESUMABLE_TRAIN_KEYS = ("log_every", "eval_every", "progress", "save_every", "keep")
+# train.* settings a resumed or finished run may change to train longer (or stop sooner, but
+# not before the step its workdir has reached): the learning-rate schedule (warm-up and linear
+# decay to 0) is then that of the new length from the step the run continues at.
+EXTENDABLE_TRAIN_KEYS = ("steps", "epochs")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -123,7 +132,7 @@ def parse_stage(arg: str) -> tuple[str, tuple[int, ...]]:
 def paper_recipe(arg: str = "stage1", *, model_path: str, fsdp: int,
                  eval_plans: tuple[str, ...],
                  num_layers: int | None = None) -> ml_collections.ConfigDict:
-    """:func:`default_config` with the paper's recipe (METHOD.md §7; stated in full in
+    """:func:`default_config` with the paper's recipe (docs/method.md §7; stated in full in
     ``configs/mistral_7b.py``) for the stage ARG names (:func:`parse_stage`).
 
     ``model_path`` is the placeholder ``--config.model.path=...`` replaces; the mesh is
@@ -180,7 +189,7 @@ def paper_recipe(arg: str = "stage1", *, model_path: str, fsdp: int,
     c.eval.plans = tuple(eval_plans)
     c.eval.group_size = 16
 
-    if c.stage != "stage1":  # stage 2: compensation LoRA, CE only, lr / 10 (METHOD.md §6-7)
+    if c.stage != "stage1":  # stage 2: compensation LoRA, CE only, lr / 10 (docs/method.md §6-7)
         c.model.init_adapters = ("/path/to/stage1/adapters/stage1",)  # override
         c.loss.self = 0.0
         c.loss.external = 0.0
@@ -190,18 +199,120 @@ def paper_recipe(arg: str = "stage1", *, model_path: str, fsdp: int,
 
 
 def check_config(c: ml_collections.ConfigDict) -> None:
-    """Raise :class:`ConfigError` (naming the key) on values the trainer cannot use; the rest
-    are checked where they are used (plans, paths, shapes)."""
+    """Raise :class:`ConfigError` on the first value the trainer cannot use, as one line that
+    names the key, what it takes and the value: ``lora.rank: expected an int >= 1, got 0``.
+
+    Checked here, before anything is loaded: every count and size (:data:`AT_LEAST`), every
+    weight, rate and probability (:data:`RANGES`), the named choices (:data:`CHOICES`), the
+    lists (ratios and layers ints >= 1, LoRA targets known, ``eval.plans`` each read by
+    :meth:`Plan.parse <mrr_jax.core.plan.Plan.parse>`) and the stage's adapters. What needs the
+    model (plan depths, compression layers, the mesh against the devices) is checked once it is
+    loaded, before the first step."""
     if c.stage not in STAGES:
-        raise ConfigError(f"stage must be one of {STAGES}, got {c.stage!r}")
-    bad = [p for p in c.eval.plans if not isinstance(p, str)]
-    if bad:
-        raise ConfigError(f"eval.plans must be plan strings (e.g. 'full', 'depth=20'), got "
-                          f"{bad!r}")
-    ratios = tuple(c.compress.ratios)
-    if not ratios or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
-                         for r in ratios):
-        raise ConfigError(f"compress.ratios must be ints >= 1, got {ratios!r}")
+        _refuse("stage", f"one of {', '.join(STAGES)}", c.stage)
+    for key, (low, note) in AT_LEAST.items():
+        v = _get(c, key)
+        if not _is_int(v) or v < low:
+            _refuse(key, f"an int >= {low}" + (f" ({note})" if note else ""), v)
+    if not _is_int(c.mesh.data) or not (c.mesh.data == -1 or c.mesh.data >= 1):
+        _refuse("mesh.data", "an int >= 1, or -1 (the devices left)", c.mesh.data)
+    for key, bounds in RANGES.items():
+        v = _get(c, key)
+        if not _is_number(v) or not _within(v, bounds):
+            _refuse(key, f"a number {_interval(bounds)}", v)
+    for key, choices in CHOICES.items():
+        if _get(c, key) not in choices:
+            _refuse(key, f"one of {', '.join(choices)}", _get(c, key))
+    for key in ("compress.ratios", "compress.layers", "data.passage_buckets"):
+        v = _get(c, key)
+        if not isinstance(v, (tuple, list)) or not all(_is_int(x) and x >= 1 for x in v):
+            _refuse(key, "a tuple of ints >= 1", v)
+    if not c.compress.ratios:
+        _refuse("compress.ratios", "at least one ratio", c.compress.ratios)
+    targets = c.lora.targets
+    if not isinstance(targets, (tuple, list)) or not targets or \
+            any(t not in LORA_TARGETS for t in targets):
+        _refuse("lora.targets", f"a tuple of {', '.join(LORA_TARGETS)}", targets)
+    check_plans(c.eval.plans)
+    roles_of(c)  # the stage's adapters exist for these ratios
+
+
+def check_plans(plans: Any, num_layers: int | None = None) -> None:
+    """``eval.plans``: a tuple of plan texts, each read by ``Plan.parse`` (``"full"``,
+    ``"depth=20 compress=8:2"``) and, given ``num_layers``, within the model; else a
+    ConfigError naming ``eval.plans``."""
+    if not isinstance(plans, (tuple, list)):
+        _refuse("eval.plans", "a tuple of plan texts like ('full', 'depth=20')", plans)
+    for text in plans:
+        try:
+            plan = Plan.parse(text)
+            if num_layers is not None:
+                plan.resolve(num_layers)
+        except (TypeError, ValueError) as e:  # Plan.parse's two documented errors
+            raise ConfigError(f"eval.plans: {e}") from None
+
+
+# key: (minimum, what 0 means where it may be 0)
+AT_LEAST = {
+    "seed": (0, ""), "model.start_layer": (0, ""),
+    **{f"model.random.{k}": (1, "") for k in ("num_layers", "hidden_size", "intermediate_size",
+                                               "num_heads", "num_kv_heads", "head_dim")},
+    **{f"data.{k}": (1, "") for k in ("group_size", "queries_per_step", "accum",
+                                       "query_max_len", "passage_max_len")},
+    "lora.rank": (1, ""), "loss.anchor_every": (1, ""), "mesh.fsdp": (1, ""),
+    "mesh.tensor": (1, ""), "train.steps": (0, "0: train.epochs passes over the data"),
+    "train.epochs": (1, ""), "train.log_every": (1, ""),
+    "train.eval_every": (0, "0: only at the start and the end"), "train.save_every": (1, ""),
+    "train.keep": (1, ""), "eval.max_queries": (1, ""), "eval.group_size": (1, ""),
+    "eval.batch_size": (1, ""),
+}
+# key: (low, low included, high, high included); None: no bound
+POSITIVE, NON_NEGATIVE = (0, False, None, False), (0, True, None, False)
+UNIT, UNIT_OPEN = (0, True, 1, True), (0, True, 1, False)  # [0, 1] and [0, 1)
+RANGES = {
+    "lora.alpha": POSITIVE, "lora.dropout": UNIT_OPEN, "compress.prob": UNIT,
+    "loss.temperature": POSITIVE, "loss.ce": NON_NEGATIVE, "loss.external": NON_NEGATIVE,
+    "loss.self": NON_NEGATIVE, "optim.lr": POSITIVE, "optim.warmup_ratio": UNIT,
+    "optim.b1": UNIT_OPEN, "optim.b2": UNIT_OPEN, "optim.eps": NON_NEGATIVE,
+    "optim.weight_decay": NON_NEGATIVE, "optim.clip": NON_NEGATIVE,
+}
+CHOICES = {
+    "model.dtype": ("float32", "bfloat16"), "compress.mode": MODES, "loss.exits": ("all", "last"),
+    "loss.teacher": TEACHERS,
+}
+
+
+def _get(c: ml_collections.ConfigDict, key: str) -> Any:
+    node = c
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _within(v: float, bounds: tuple) -> bool:
+    lo, lo_in, hi, hi_in = bounds
+    return (v >= lo if lo_in else v > lo) and (hi is None or (v <= hi if hi_in else v < hi))
+
+
+def _interval(bounds: tuple) -> str:
+    """``> 0``, ``>= 0``, ``in [0, 1)``, ..."""
+    lo, lo_in, hi, hi_in = bounds
+    if hi is None:
+        return f"{'>=' if lo_in else '>'} {lo}"
+    return f"in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+
+
+def _refuse(key: str, want: str, value: Any) -> None:
+    shown = value if isinstance(value, str) else repr(value)
+    raise ConfigError(f"{key}: expected {want}, got {shown}")
 
 
 def roles_of(c: ml_collections.ConfigDict, ratios: tuple[int, ...] | None = None
@@ -231,3 +342,27 @@ def training_fingerprint(resolved: dict[str, Any]) -> str:
     keep["train"] = {k: v for k, v in resolved["train"].items()
                      if k not in RESUMABLE_TRAIN_KEYS}
     return json_digest(keep, 16)
+
+
+def config_diff(saved: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
+    """The dotted keys (``stage``, ``model.path``) whose values differ between two resolved
+    configs (a workdir's ``config.json`` and ``c.to_dict()``), leaving out what a resumed run
+    may change: ``eval.*``, :data:`RESUMABLE_TRAIN_KEYS` and the saved ``config_hash``."""
+    a, b = _flat(_as_json(saved)), _flat(_as_json(resolved))
+    skip = {"config_hash", *(f"train.{k}" for k in RESUMABLE_TRAIN_KEYS)}
+    return sorted(k for k in set(a) | set(b)
+                  if k not in skip and not k.startswith("eval.") and a.get(k) != b.get(k))
+
+
+def _as_json(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

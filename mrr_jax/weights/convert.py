@@ -5,8 +5,10 @@
 The directory holds ``config.json``, ``model.safetensors`` (float32, no ``lm_head`` when the
 embedding is tied), ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``
 and ``generation_config.json``; PyTorch transformers and ``mrr_jax.weights.hf`` both read it.
-It is written into a temporary sibling directory and renamed into place at the end, so a
-half-written DIR never exists.
+It also holds ``mrr_jax_convert.json`` (the converter and the GGUF file's name and size), which
+marks it as a conversion: ``force`` replaces such a folder and never any other. It is written
+into a temporary sibling directory and renamed into place at the end, so a half-written DIR
+never exists.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from mrr_jax.weights.gguf import GGUFCheckpoint, read_gguf
+
+PROVENANCE = "mrr_jax_convert.json"  # written by every conversion: marks a folder as ours
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -85,8 +89,24 @@ def _tokenizer_config(ck: GGUFCheckpoint) -> dict[str, Any]:
     return cfg
 
 
-def _write_checkpoint(ck: GGUFCheckpoint, out: Path) -> None:
+def is_conversion(path: Path) -> bool:
+    """Whether ``path`` holds a conversion this module wrote: ``config.json``,
+    ``model.safetensors`` and the provenance file ``mrr_jax_convert.json``."""
+    return all((path / name).is_file() for name in ("config.json", "model.safetensors",
+                                                    PROVENANCE))
+
+
+def _provenance(ck: GGUFCheckpoint, gguf_path: Path) -> dict[str, Any]:
+    """What ``mrr_jax_convert.json`` says: the converter, and the GGUF file's name and size
+    (no time stamp: converting again writes the same bytes)."""
+    return {"converter": "mrr_jax.convert", "format": 1, "gguf": gguf_path.name,
+            "gguf_size": gguf_path.stat().st_size,
+            "architecture": ck.metadata.get("general.architecture")}
+
+
+def _write_checkpoint(ck: GGUFCheckpoint, out: Path, gguf_path: Path) -> None:
     """Every file of the HF directory into ``out`` (an existing empty directory)."""
+    _write_json(out / PROVENANCE, _provenance(ck, gguf_path))
     write_safetensors_stream(out / "model.safetensors", ck.tensor_shapes(), ck.tensors())
     ck.tokenizer().save(str(out / "tokenizer.json"))
     _write_json(out / "tokenizer_config.json", _tokenizer_config(ck))
@@ -101,23 +121,41 @@ def _is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def _check_out(out: Path, force: bool) -> None:
+    """``out`` may take the conversion: absent, empty, or -- with ``force`` -- an earlier
+    conversion; else ``FileExistsError`` saying why."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    if not _is_nonempty_dir(out):
+        return
+    ours = is_conversion(out)
+    if ours and not force:
+        raise FileExistsError(f"{out} already exists and is not empty: it holds an earlier "
+                              "conversion (use --force to replace it)")
+    if not ours:
+        raise FileExistsError(
+            f"{out} already exists, is not empty and holds no earlier conversion (no "
+            f"{PROVENANCE} beside config.json and model.safetensors): --force replaces only a "
+            "folder written by python -m mrr_jax.convert, never other files. Choose another "
+            "--out, or empty it yourself")
+
+
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Convert ``gguf_path`` into the HF directory ``out_dir`` and return its path.
 
-    Refuses (``FileExistsError``) an existing non-empty ``out_dir`` unless ``force``, also when
-    another process fills it while this one converts. ``out_dir`` appears all at once.
+    ``out_dir`` must be absent or empty; with ``force`` it may also hold an earlier conversion
+    (:func:`is_conversion`), which is replaced. Anything else is refused
+    (``FileExistsError``), also when another process fills it while this one converts.
+    ``out_dir`` appears all at once.
     """
     out = Path(out_dir).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
-    if _is_nonempty_dir(out) and not force:
-        raise FileExistsError(f"{out} already exists and is not empty (use --force to replace it)")
+    _check_out(out, force)
     ck = read_gguf(gguf_path)  # validate before touching the filesystem
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary directory
-        _write_checkpoint(ck, tmp)
+        _write_checkpoint(ck, tmp, Path(gguf_path))
         _move_into_place(tmp, out, force)
     finally:
         if tmp.exists():
@@ -126,9 +164,11 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, force: bool = False
 
 
 def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
-    """Atomically rename ``tmp`` to ``out``; with ``force`` a non-empty ``out`` is swapped out."""
+    """Atomically rename ``tmp`` to ``out``; with ``force`` an earlier conversion in ``out`` is
+    swapped out (checked again here: the folder may have changed during the conversion)."""
     old = None
     if force and _is_nonempty_dir(out):
+        _check_out(out, force)
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.replace(out, old)
     try:

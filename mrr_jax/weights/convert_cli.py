@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         "($MRR_JAX_CACHE, default ~/.cache/mrr_jax) and print the directory",
     )
     p.add_argument("--out", type=Path, help="output directory (created; must be empty or absent)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
+    p.add_argument("--force", action="store_true", help="replace an earlier conversion in --out "
+                   "(a folder holding the mrr_jax_convert.json a conversion writes; any other "
+                   "non-empty folder is refused)")
     return p
 
 
