@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from test_train import SLOW_TRAIN  # tests/ is on sys.path (pytest rootdir import)
 
 from mrr_jax.runtime.pyconfig import ConfigError, load_config
 from mrr_jax.training import loop
@@ -303,18 +304,7 @@ def test_eval_plans_go_through_plan_parse(tmp_path, example_data, capsys):
 
 
 # ----------------------------------------------------------------------------- 5. signals
-# The trainer's CLI with every optimizer step slowed down by 1.5 s, so that a signal lands
-# mid-run: the test's own instrumentation, run in the child process.
-SLOW_TRAIN = """
-import sys, time
-from mrr_jax.training import loop
-step = loop.optimizer_step
-def slow_step(*args):
-    time.sleep(1.5)
-    return step(*args)
-loop.optimizer_step = slow_step
-sys.exit(loop.main(sys.argv[1:]))
-"""
+# The trainer's CLI slowed down in the child (test_train.SLOW_TRAIN), so a signal lands mid-run.
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
