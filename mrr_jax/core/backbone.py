@@ -30,9 +30,15 @@ from mrr_jax.runtime import sharding
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def init_heads(params: Params, yes_token_id: int, num_exits: int) -> np.ndarray:
-    """Exit heads [E, D], every one the LM-head row of the "Yes" token."""
-    row = np.asarray(lm_head_weight(params)[yes_token_id], np.float32)
+def init_heads(params: Params, yes_token_id: int, num_exits: int,
+               no_token_id: int | None = None) -> np.ndarray:
+    """Exit heads [E, D], every one the LM-head row of the "Yes" token (the reference), or,
+    given ``no_token_id``, the "Yes" row minus the "No" row: the score is then the log-odds
+    of "Yes" against "No" at the scoring token (docs/method.md §12)."""
+    lm_head = lm_head_weight(params)
+    row = np.asarray(lm_head[yes_token_id], np.float32)
+    if no_token_id is not None:
+        row = row - np.asarray(lm_head[no_token_id], np.float32)
     return np.tile(row[None], (num_exits, 1))
 
 

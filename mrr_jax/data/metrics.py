@@ -113,3 +113,24 @@ def format_table(rows: Sequence[tuple[str, Mapping[str, float]]], metrics: Seque
                        for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+BOOTSTRAP = 10_000  # resamples of paired_bootstrap
+
+
+def paired_bootstrap(before: Sequence[float], after: Sequence[float], seed: int = 0
+                     ) -> dict[str, Any]:
+    """Paired comparison of per-query values (the same queries, in the same order): the mean
+    change ``after - before``, a bootstrap 95% interval of it (:data:`BOOTSTRAP` resamples of
+    the queries with replacement, ``seed``), and how many queries went up / down / stayed."""
+    import numpy as np
+
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"paired_bootstrap needs two equal-length, non-empty lists of values, "
+                         f"got {np.shape(before)} and {np.shape(after)}")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(BOOTSTRAP, d.size))
+    means = d[idx].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"change": float(d.mean()), "ci95": [float(lo), float(hi)], "queries": int(d.size),
+            "up": int((d > 0).sum()), "down": int((d < 0).sum()), "same": int((d == 0).sum())}

@@ -35,7 +35,7 @@ from mrr_jax.data import beir, trec
 from mrr_jax.data.errors import DataError
 from mrr_jax.data.fileio import PathLike
 from mrr_jax.data.ids import check_ids
-from mrr_jax.data.metrics import evaluate_run, evaluated_queries, format_table
+from mrr_jax.data.metrics import evaluate_per_query, evaluated_queries, format_table, mean_metrics
 from mrr_jax.data.required import require_file, require_folder
 from mrr_jax.data.units import units_from_run
 from mrr_jax.evaluation.evaluate import grid_table
@@ -146,8 +146,10 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     """Re-ranks ``split`` of the BEIR folder ``data_dir`` under each plan; returns grid rows.
 
     Rows (in ``plans`` order, then the baseline): ``plan`` (as given), ``plan_resolved``,
-    ``metrics`` ({name: mean}), ``flops`` (mean predicted FLOPs per pair), ``flops_rel``
-    (relative to the full model on the same pairs), ``seconds`` (scoring, compile excluded),
+    ``metrics`` ({name: mean}), ``per_query`` ({qid: {name: value}}, for paired
+    comparisons: ``data.metrics.paired_bootstrap``), ``flops`` (mean predicted FLOPs per
+    pair), ``flops_rel`` (relative to the full model on the same pairs), ``seconds``
+    (scoring, compile excluded),
     ``compile_seconds``, ``pairs``, ``pairs_per_second``, ``queries``, ``truncated``. The
     baseline row is the first-stage run cut to ``top_k``, with ``flops == 0``. With ``out``,
     ``grid.json``, ``grid.md`` and ``grid.png`` are written there."""
@@ -159,8 +161,10 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     _log(f"grid: {len(g.qids)} queries ({with_candidates} with candidates), {len(g.encoded)} "
          f"pairs, {len(g.batches)} batches, {g.truncated} truncated", progress)
     rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
+    per_query = evaluate_per_query(g.first, g.judged, metrics)
     rows.append({"plan": baseline_name or _baseline_name(first_stage),
-                 "metrics": evaluate_run(g.first, g.judged, metrics), "flops": 0.0,
+                 "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
+                 "flops": 0.0,
                  "flops_rel": 0.0, "seconds": 0.0, "baseline": True, "queries": len(g.qids),
                  "pairs": len(g.encoded)})
     if out is not None:
@@ -183,9 +187,10 @@ def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_
     flops = mean_flops(rr, g.encoded, plan)
     full_flops = mean_flops(rr, g.encoded, Plan().resolve(rr.cfg.num_layers))
     pairs = len(g.encoded)
+    per_query = evaluate_per_query(reranked, g.judged, metrics)
     row = {
         "plan": str(given), "plan_resolved": str(plan),
-        "metrics": evaluate_run(reranked, g.judged, metrics),
+        "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
         "flops": flops, "flops_rel": flops / full_flops, "seconds": seconds,
         "compile_seconds": compile_s, "pairs": pairs,
         "pairs_per_second": pairs / seconds if seconds > 0 else None,

@@ -54,3 +54,33 @@ def adapters_for(adapters: Sequence[PlanAdapter], plan: Plan) -> tuple[Adapter, 
     ``horizontal`` adapter when the plan compresses with its ratio (base + stage-1 + V +
     H(ratio); with several ratios in one plan their H adapters add)."""
     return tuple(pa.adapter for pa in adapters if pa.serves(plan))
+
+
+def adapter_heads(paths: Sequence[str | Path], no_token: str | None = None) -> str:
+    """The ``no_token`` of the exit heads that the adapters at ``paths`` were trained on
+    (``""``: the reference's "Yes"-row heads; ``"No"``: "Yes" minus "No", docs/method.md §12),
+    read from their ``heads`` metadata (adapters saved without it, and PEFT adapters, were
+    trained on the reference's heads). ``no_token`` is the caller's choice: None adopts the
+    adapters'; a different one is an error, as are adapters trained on different heads."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        meta = json.loads((Path(p) / "adapter_config.json").read_text()) \
+            if (Path(p) / "adapter_config.json").is_file() else {}
+        seen[str(p)] = (meta.get("heads") or {}).get("no_token", "")
+    kinds = set(seen.values())
+    if len(kinds) > 1:
+        detail = ", ".join(f"{p}: {_heads_name(n)}" for p, n in seen.items())
+        raise ValueError(f"these adapters were trained on different exit heads ({detail}); "
+                         "load adapters of one training run")
+    trained = kinds.pop() if kinds else None
+    if no_token is None:
+        return trained or ""
+    if trained is not None and no_token != trained:
+        raise ValueError(f"no_token={no_token!r} asks for {_heads_name(no_token)} heads, but the "
+                         f"adapters were trained on {_heads_name(trained)} heads; leave "
+                         "no_token unset to use theirs")
+    return no_token
+
+
+def _heads_name(no_token: str) -> str:
+    return f'"Yes" minus {no_token!r}' if no_token else '"Yes"-row'

@@ -16,7 +16,7 @@ from mrr_jax.core.decoder import Params
 from mrr_jax.core.forward import score_forward
 from mrr_jax.core.lora import Adapter
 from mrr_jax.core.plan import Plan
-from mrr_jax.inference.adapters import PlanAdapter, adapters_for
+from mrr_jax.inference.adapters import PlanAdapter, adapter_heads, adapters_for
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
 from mrr_jax.runtime import compile_cache
@@ -183,12 +183,14 @@ class Reranker:
     def from_pretrained(cls, path: str | Path, *, dtype: str = "float32",
                         compat: str = "default", start_layer: int = 4,
                         prompt: str = DEFAULT_PROMPT, yes_token: str = "Yes",
-                        yes_token_id: int | None = None,
+                        yes_token_id: int | None = None, no_token: str | None = None,
                         adapters: Sequence[str | Path] = (), place: bool = True) -> Reranker:
         """Loads a Hugging Face model directory or a ``.gguf`` file, plus saved adapters.
 
         The exit heads are initialised from the LM-head row of ``yes_token`` (or of
-        ``yes_token_id``, which lets a model without a tokenizer load). ``adapters``: folders
+        ``yes_token_id``, which lets a model without a tokenizer load), minus the row of
+        ``no_token`` when it is set (log-odds heads, docs/method.md §12); ``no_token=None``
+        takes what the adapters were trained on (their metadata), else ``""``. ``adapters``: folders
         written by training (``<workdir>/adapters/<role>``); each is checked against the model
         and applied per plan (see ``adapters_for``). ``place=False`` keeps the weights in host
         memory (numpy) for a caller that shards them itself (training)."""
@@ -213,12 +215,14 @@ class Reranker:
                     raise
                 tokenizer, bos = None, None
         if yes_token_id is None:
-            ids = tokenizer.encode(yes_token, add_special_tokens=False).ids
-            if len(ids) != 1:
-                raise ValueError(f"{path}: {yes_token!r} is {len(ids)} tokens for this "
-                                 "tokenizer; pass yes_token_id= to choose the head's row")
-            yes_token_id = ids[0]
-        heads = init_heads(params, yes_token_id, cfg.num_layers - start_layer + 1)
+            yes_token_id = _one_token(tokenizer, yes_token, path, "yes_token_id")
+        no_token = adapter_heads(adapters, no_token)
+        no_id = None
+        if no_token:
+            if tokenizer is None:
+                raise ValueError(f"{path}: no tokenizer to find the row of no_token={no_token!r}")
+            no_id = _one_token(tokenizer, no_token, path, "a one-token no_token")
+        heads = init_heads(params, yes_token_id, cfg.num_layers - start_layer + 1, no_id)
         loaded = [PlanAdapter.load(a, cfg, start_layer) for a in adapters]
         return cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
                    start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype,
@@ -384,3 +388,12 @@ def _documents(documents) -> Sequence[str]:
         if not doc.strip():
             raise ValueError(f"documents[{i}] is empty")
     return documents
+
+
+def _one_token(tokenizer, text: str, path: Path, instead: str) -> int:
+    """The id of ``text``, which must be one token for this tokenizer."""
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    if len(ids) != 1:
+        raise ValueError(f"{path}: {text!r} is {len(ids)} tokens for this tokenizer; pass "
+                         f"{instead} to choose the head's row")
+    return ids[0]

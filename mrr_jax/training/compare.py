@@ -26,18 +26,7 @@ from typing import Any
 
 import numpy as np
 
-BOOTSTRAP = 10_000
-
-
-def paired(before: np.ndarray, after: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Paired comparison of per-query values: mean change, a bootstrap 95% interval of it
-    (queries resampled with replacement), and how many queries went up / down / stayed."""
-    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
-    idx = np.random.default_rng(seed).integers(0, d.size, size=(BOOTSTRAP, d.size))
-    means = d[idx].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"change": float(d.mean()), "ci95": [float(lo), float(hi)],
-            "up": int((d > 0).sum()), "down": int((d < 0).sum()), "same": int((d == 0).sum())}
+from mrr_jax.data.metrics import paired_bootstrap as paired
 
 
 def trained_adapters(c, rr, workdir: Path):

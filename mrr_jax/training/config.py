@@ -51,6 +51,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.path = "smollm2"  # HF dir, .gguf, "smollm2" (the packaged model) or "random"
     c.model.start_layer = 4
     c.model.yes_token = "Yes"
+    # "" = the reference's heads (the "Yes" row); "No" = the "Yes" row minus the "No" row
+    # (log-odds heads, docs/method.md §12); saved adapters record it.
+    c.model.no_token = ""
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16
     # Only for path="random": a random Llama with SmolLM2's tokenizer (plumbing, tests).
     c.model.random = ml_collections.ConfigDict(dict(
@@ -89,7 +92,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss.self = 1.0  # cascaded self-distillation (0 for stage 2: CE only)
 
     c.optim = ml_collections.ConfigDict(dict(
-        lr=2e-4, warmup_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip=1.0))
+        lr=2e-4, warmup_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip=1.0,
+        head_lr_scale=1.0))  # the exit heads' LoRA learns at lr * head_lr_scale (§12)
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 
@@ -227,6 +231,11 @@ def check_config(c: ml_collections.ConfigDict) -> None:
         v = _get(c, key)
         if not isinstance(v, (tuple, list)) or not all(_is_int(x) and x >= 1 for x in v):
             _refuse(key, "a tuple of ints >= 1", v)
+    for key in ("model.yes_token", "model.no_token"):
+        v = _get(c, key)
+        if not isinstance(v, str) or (key == "model.yes_token" and not v):
+            _refuse(key, "a token's text (str)" + (", or '' for none" if "no" in key else ""),
+                    v if isinstance(v, str) else repr(v))
     if not c.compress.ratios:
         _refuse("compress.ratios", "at least one ratio", c.compress.ratios)
     targets = c.lora.targets
@@ -275,6 +284,7 @@ RANGES = {
     "loss.self": NON_NEGATIVE, "optim.lr": POSITIVE, "optim.warmup_ratio": UNIT,
     "optim.b1": UNIT_OPEN, "optim.b2": UNIT_OPEN, "optim.eps": NON_NEGATIVE,
     "optim.weight_decay": NON_NEGATIVE, "optim.clip": NON_NEGATIVE,
+    "optim.head_lr_scale": POSITIVE,
 }
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"), "compress.mode": MODES, "loss.exits": ("all", "last"),

@@ -43,6 +43,7 @@ import numpy as np
 
 from mrr_jax.core.backbone import init_heads
 from mrr_jax.core.lora import LoraConfig
+from mrr_jax.inference.adapters import adapter_heads
 from mrr_jax.inference.reranker import Reranker
 from mrr_jax.inputs.groups import DevGroups, TrainBatch, TrainData
 from mrr_jax.runtime import sharding
@@ -76,8 +77,12 @@ def load_model(c) -> Reranker:
     else:
         path = smollm2_dir() if m.path == "smollm2" else Path(m.path)
         rr = Reranker.from_pretrained(path, start_layer=m.start_layer, yes_token=m.yes_token,
-                                      dtype=m.dtype, place=False)
+                                      no_token=m.no_token, dtype=m.dtype, place=False)
     if m.init_adapters:
+        try:  # they must have been trained on this run's heads
+            adapter_heads(m.init_adapters, m.no_token)
+        except ValueError as e:
+            raise ConfigError(f"model.init_adapters: {e}") from None
         ads = [load_adapter(p, rr.cfg, rr.start_layer) for p in m.init_adapters]
         rr = rr.with_backbone(rr.backbone.folded(ads))
     return rr
@@ -99,7 +104,9 @@ def _random_model(c) -> Reranker:
                       bos_token_id=bos, pad_token_id=0)
     params = random_params(cfg, c.seed)  # core.spec's inits, drawn from default_rng(c.seed)
     yes = tok.encode(c.model.yes_token, add_special_tokens=False).ids[0]
-    heads = init_heads(params, yes, cfg.num_layers - c.model.start_layer + 1)
+    no = tok.encode(c.model.no_token, add_special_tokens=False).ids[0] if c.model.no_token \
+        else None
+    heads = init_heads(params, yes, cfg.num_layers - c.model.start_layer + 1, no)
     return Reranker(cfg, params, heads, tokenizer=tok, bos_token_id=bos,
                     start_layer=c.model.start_layer, dtype=c.model.dtype, place=False)
 
@@ -158,7 +165,8 @@ def prepare(c, workdir: Path) -> tuple[TrainingRun, dict]:
                          f"{c.data.queries_per_step} per micro-batch, accum {c.data.accum}")
     optimizer, schedule = train_step.make_optimizer(
         c.optim.lr, total, int(round(c.optim.warmup_ratio * total)), b1=c.optim.b1,
-        b2=c.optim.b2, eps=c.optim.eps, weight_decay=c.optim.weight_decay, clip=c.optim.clip)
+        b2=c.optim.b2, eps=c.optim.eps, weight_decay=c.optim.weight_decay, clip=c.optim.clip,
+        head_lr_scale=c.optim.head_lr_scale)
     key = jax.random.key(c.seed)
     state, state_sh = init_state(jax.random.fold_in(key, 1), host.backbone, roles, lcfg,
                                  optimizer, mesh)
@@ -334,7 +342,9 @@ def finish(job: TrainingRun, state: dict, start: int, first_eval: dict[str, Any]
     saved = []
     if job.primary:
         saved = save_adapters(job.workdir, host, job.lcfg, job.rr.backbone,
-                              extra={"config_hash": job.digest, "steps": job.total})
+                              extra={"config_hash": job.digest, "steps": job.total,
+                                     "heads": {"yes_token": job.c.model.yes_token,
+                                               "no_token": job.c.model.no_token}})
     summary = {"steps": job.total, "resumed_from": start, "first_eval": first_eval,
                "final_eval": final_eval, "adapters": saved, "config_hash": job.digest}
     if job.primary:

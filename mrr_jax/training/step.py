@@ -186,14 +186,31 @@ def train_step(trainable: dict, opt_state, base: dict, heads: jax.Array,
 
 def make_optimizer(lr: float, total_steps: int, warmup_steps: int, *, b1: float = 0.9,
                    b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
-                   clip: float = 1.0) -> tuple[optax.GradientTransformation, optax.Schedule]:
+                   clip: float = 1.0, head_lr_scale: float = 1.0
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW with linear warm-up to ``lr`` and linear decay to 0 at ``total_steps`` (DeepSpeed's
-    WarmupDecayLR, the reference's), after global-norm clipping."""
+    WarmupDecayLR, the reference's), after global-norm clipping. ``head_lr_scale`` multiplies
+    the updates of the exit heads' LoRA factors (every leaf under a ``heads`` key), i.e. their
+    learning rate (docs/method.md §12); 1 is the reference."""
     warmup_steps = max(0, min(warmup_steps, total_steps))
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, lr, max(warmup_steps, 1)),
          optax.linear_schedule(lr, 0.0, max(total_steps - warmup_steps, 1))],
         [warmup_steps])
     opt = optax.chain(optax.clip_by_global_norm(clip) if clip else optax.identity(),
-                      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
+                      optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay),
+                      _scale_heads(head_lr_scale) if head_lr_scale != 1 else optax.identity())
     return opt, schedule
+
+
+def _scale_heads(factor: float) -> optax.GradientTransformation:
+    """Multiplies the updates of every leaf under a ``heads`` key by ``factor``."""
+
+    def scale(path, u):
+        return u * factor if any(getattr(k, "key", None) == "heads" for k in path) else u
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
