@@ -33,9 +33,8 @@ from mrr_jax.weights.adapters import AdapterRole
 STAGE1 = AdapterRole("stage1")
 
 VARIANTS = {
-    "(i) last exit": ["loss.exits='last'", "compress.ratios=(1,)", "loss.self=0.0",
-                      "loss.external=0.0"],
-    "(ii) CE all exits": ["loss.self=0.0", "loss.external=0.0"],
+    "(i) last exit": ["loss.exits='last'", "compress.ratios=(1,)", "loss.self=0.0"],
+    "(ii) CE all exits": ["loss.self=0.0"],
     "(iii) cascade": [],
 }
 
@@ -47,10 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--demo", type=Path, help="a finished demo folder: reuse its data, "
                    "stage 1 (iii) and stage 2 (iv)")
     p.add_argument("--config", default=str(CONFIG))
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--stage2-steps", type=int, default=20)
-    p.add_argument("--max-queries", type=int, default=10)
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--steps", type=int, help="stage-1 steps (default: the config's)")
+    p.add_argument("--stage2-steps", type=int, help="stage-2 steps (default: the config's)")
+    p.add_argument("--max-queries", type=int, help="test queries (default: all)")
+    p.add_argument("--top-k", type=int, default=10)
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -67,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kw = dict(data=data, out=out, config=args.config, plans=plans,
               max_queries=args.max_queries, top_k=args.top_k)
     grids = {}
-    steps = [f"train.steps={args.steps}"]
+    steps = [f"train.steps={args.steps or load(args.config, 'stage1').train.steps}"]
+    steps2 = args.stage2_steps or load(args.config, "joint").train.steps
     for name, overrides in VARIANTS.items():
         work = out / "stage1" if name == "(iii) cascade" else out / _slug(name)
         print(f"[{time.time() - t0:6.0f} s] {name}: training -> {work}", file=sys.stderr)
@@ -77,10 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stage1 = adapter_folder(out / "stage1", STAGE1)
     print(f"[{time.time() - t0:6.0f} s] (iv): compensation", file=sys.stderr)
     s2 = train_stage(args.config, "joint", out / "stage2", data, [
-        f"train.steps={args.stage2_steps}", f"model.init_adapters=({str(stage1)!r},)"])
+        f"train.steps={steps2}", f"model.init_adapters=({str(stage1)!r},)"])
     grids["(iv) cascade + comp"] = grid("compensated", [stage1, *s2["adapters"]], **kw)
     table = write_report(out, "ablation", grids, {
-        "steps": args.steps, "stage2_steps": args.stage2_steps,
+        "steps": steps[0].split("=")[1], "stage2_steps": steps2,
         "max_queries": args.max_queries, "top_k": args.top_k,
         "variants": {k: v for k, v in VARIANTS.items()}})
     print(table)

@@ -1,24 +1,28 @@
-"""``make demo``: train a Matryoshka re-ranker on real text and cut it to six shapes.
+"""``make demo``: train a Matryoshka re-ranker on real text, cut it to six shapes, and show
+with intervals what training bought at each.
 
-    python -m mrr_jax.demo [--out out/demo] [--steps 40] [--stage2-steps 20]
-                           [--max-queries 10] [--top-k 20]
+    python -m mrr_jax.demo [--out out/demo] [--config configs/smollm2_135m_demo.py]
+                           [--steps N] [--stage2-steps N] [--max-queries N] [--top-k 10]
 
 1. Builds the stdlib-docstring example dataset (``mrr_jax.data.example``) into ``OUT/data``.
-2. Re-ranks BM25's top-k of the test split with zero-shot SmolLM2-135M-Instruct (exit heads =
-   the "Yes" row) under six plans: full, two depth cuts, a width cut, two depth+width cuts.
-3. Stage 1 (``configs/smollm2_135m.py``): cascaded self-distillation over sampled sub-models
-   -> ``OUT/stage1/adapters/stage1``; the same grid with that adapter.
-4. Stage 2 (``configs/smollm2_135m.py:joint``): vertical + horizontal compensation LoRA (ratios
-   2 and 4, trained jointly) on top of the folded stage-1 adapter ->
-   ``OUT/stage2/adapters/{vertical,h2,h4}``; the grid again, each plan with stage 1 + V +
-   H(its ratio).
-5. Prints one table (nDCG@10 and MRR@10 per plan and model, predicted FLOPs relative to the
-   full model, measured seconds) and writes ``OUT/demo.{md,json,png}``; each grid's own
-   files are under ``OUT/grids/<model>/``.
+2. Re-ranks BM25's top-k of the test split with zero-shot SmolLM2-135M-Instruct (the config's
+   exit heads, untrained) under the config's ``eval.plans`` (the demo config: six plans,
+   depth cuts, width cuts and both).
+3. Stage 1 (``CONFIG:stage1``): cascaded self-distillation over sampled sub-models, with the
+   config's teacher -> ``OUT/stage1/adapters/stage1``; the same grid with that adapter.
+4. Stage 2 (``CONFIG:joint``): vertical + horizontal compensation LoRA (the config's ratios,
+   trained jointly) on top of the folded stage-1 adapter -> ``OUT/stage2/adapters/...``; the
+   grid again, each plan with stage 1 + V + H(its ratio).
+5. One table: per plan, predicted FLOPs relative to the full model, MRR@10 and nDCG@10 of
+   each model, and each trained model's MRR@10 change against zero-shot with its
+   paired-bootstrap 95% interval over the test queries (``data.metrics.paired_bootstrap``);
+   BM25 last, and the full plan's change against BM25. Writes ``OUT/demo.{md,json,png}``;
+   each grid's own files (with per-query values) are under ``OUT/grids/<model>/``.
 
 Every stage is resumable: run the command again and finished stages are reused (training
-resumes from its last checkpoint). Scoring cuts queries and passages at the config's training
-lengths, so the zero-shot and trained rows see the same text as training did.
+resumes from its last checkpoint). Training rows named ``example:<name>`` in the config are
+read from ``OUT/data``. Scoring cuts queries and passages at the config's training lengths,
+so the zero-shot and trained rows see the same text as training did.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding configs/
-CONFIG = ROOT / "configs" / "smollm2_135m.py"
+CONFIG = ROOT / "configs" / "smollm2_135m_demo.py"
+METRICS = ("RR@10", "nDCG@10")
 
 
 def ensure_data(out: Path) -> Path:
@@ -52,6 +57,12 @@ def load(config: str | Path, arg: str, overrides: Sequence[str] = ()):
     return load_config(f"{config}:{arg}", overrides)
 
 
+def local_rows(spec: str, data: Path) -> str:
+    """``data.train`` with every ``example:<name>`` read from ``data/<name>.jsonl``."""
+    return ",".join(str(data / f"{p.split(':', 1)[1]}.jsonl") if p.startswith("example:")
+                    else p for p in spec.split(",") if p)
+
+
 def train_stage(config: str | Path, arg: str, workdir: Path, data: Path,
                 overrides: Sequence[str] = ()) -> dict:
     """Runs (or resumes, or reuses) one training run of ``config`` with stage ``arg``;
@@ -59,8 +70,8 @@ def train_stage(config: str | Path, arg: str, workdir: Path, data: Path,
     from mrr_jax.training import loop as train
 
     done = workdir / "summary.json"
-    c = load(config, arg, [
-        f"data.train={str(data / 'train.jsonl')!r}", "eval.plans=()", *overrides])
+    c = load(config, arg, ["eval.plans=()", *overrides])
+    c.data.train = local_rows(c.data.train, data)
     if done.is_file():
         summary = json.loads(done.read_text())
         if summary.get("steps") == c.train.steps or not c.train.steps:
@@ -69,10 +80,10 @@ def train_stage(config: str | Path, arg: str, workdir: Path, data: Path,
 
 
 def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, config: str | Path,
-         plans: Sequence[str], max_queries: int, top_k: int, batch_size: int = 16
+         plans: Sequence[str], max_queries: int | None, top_k: int, batch_size: int = 16
          ) -> list[dict[str, Any]]:
     """The plan grid of the config's base model + ``adapters`` on the test split (cached in
-    out/grids/name)."""
+    out/grids/name, rows with per-query values)."""
     from mrr_jax.evaluation.grid import plan_grid
     from mrr_jax.inference.adapters import PlanAdapter
     from mrr_jax.training import loop as train
@@ -80,57 +91,90 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
     folder = out / "grids" / name
     cached = folder / "grid.json"
     if cached.is_file():
-        rows = json.loads(cached.read_text())["rows"]
+        saved = json.loads(cached.read_text())
+        rows = saved["rows"]
         if [r["plan"] for r in rows if not r.get("baseline")] == list(plans) and \
-                rows[0].get("queries") == max_queries:
+                saved.get("demo") == {"max_queries": max_queries, "top_k": top_k}:
             return rows
     c = load(config, "stage1")
     rr = train.load_model(c).place()
     rr = rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
-    return plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
+    rows = plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,
                      max_length=c.data.query_max_len + c.data.passage_max_len,
                      query_max_length=c.data.query_max_len, progress=True)
+    cached.write_text(json.dumps({"rows": rows, "demo": {"max_queries": max_queries,
+                                                         "top_k": top_k}}) + "\n")
+    return rows
+
+
+def _values(row: dict[str, Any], metric: str = "RR@10") -> list[float]:
+    return [row["per_query"][q][metric] for q in sorted(row["per_query"])]
 
 
 def combine(grids: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per plan: rel FLOPs and, per model, nDCG@10 / RR@10 / seconds; BM25 last."""
+    """One row per plan (BM25 last): rel FLOPs, per model MRR@10 / nDCG@10 / seconds, and
+    per model after the first its paired MRR@10 change against the first (``vs_first``) and,
+    on the full plan, against BM25 (``vs_baseline``)."""
+    from mrr_jax.data.metrics import paired_bootstrap
+
     names = list(grids)
     first = grids[names[0]]
+    base = next(r for r in first if r.get("baseline"))
     rows = []
     for i, r in enumerate(first):
         row = {"plan": r["plan"], "baseline": bool(r.get("baseline")),
-               "flops_rel": r.get("flops_rel", 0.0), "models": {}}
+               "flops_rel": r.get("flops_rel", 0.0), "queries": r.get("queries"),
+               "models": {}}
         for n in names:
             g = grids[n][i]
-            row["models"][n] = {"nDCG@10": g["metrics"]["nDCG@10"],
-                                "RR@10": g["metrics"]["RR@10"], "seconds": g.get("seconds")}
+            m = {k: g["metrics"][k] for k in METRICS}
+            m["seconds"] = g.get("seconds")
+            if n != names[0] and not row["baseline"] and "per_query" in g:
+                m["vs_first"] = paired_bootstrap(_values(first[i]), _values(g))
+                m["vs_baseline"] = paired_bootstrap(_values(base), _values(g))
+            row["models"][n] = m
         rows.append(row)
     return rows
 
 
+def _change(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "-"
+    lo, hi = d["ci95"]
+    return f"{d['change']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
 def format_table(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
-    """Markdown: plan | rel FLOPs | per model nDCG@10 / MRR@10 | seconds of the last model."""
-    head = ["plan", "FLOPs"] + [f"{n} nDCG@10 / MRR@10" for n in names] + \
-        [f"s ({names[0]})", f"s ({names[-1]})"]
+    """Markdown: plan | FLOPs | per model MRR@10 / nDCG@10 | per trained model the MRR@10
+    change against the first model [95% CI]. A line below gives the queries and, for the
+    full plan, each trained model's MRR@10 change against BM25."""
+    head = ["plan", "FLOPs"] + [f"{n} MRR@10 / nDCG@10" for n in names] + \
+        [f"{n}: MRR@10 vs {names[0]} [95% CI]" for n in names[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        ms = r["models"]
         if r["baseline"]:
-            m = r["models"][names[0]]
-            cells = [r["plan"], "-", f"{m['nDCG@10']:.3f} / {m['RR@10']:.3f}"] + \
-                ["(same)"] * (len(names) - 1) + ["-", "-"]
+            m = ms[names[0]]
+            cells = [r["plan"], "-", f"{m['RR@10']:.3f} / {m['nDCG@10']:.3f}"] + \
+                ["(same)"] * (len(names) - 1) + ["-"] * (len(names) - 1)
         else:
             cells = [r["plan"], f"{r['flops_rel']:.2f}"] + [
-                f"{r['models'][n]['nDCG@10']:.3f} / {r['models'][n]['RR@10']:.3f}"
-                for n in names] + [f"{r['models'][names[0]]['seconds']:.1f}",
-                                   f"{r['models'][names[-1]]['seconds']:.1f}"]
+                f"{ms[n]['RR@10']:.3f} / {ms[n]['nDCG@10']:.3f}" for n in names] + [
+                _change(ms[n].get("vs_first")) for n in names[1:]]
         lines.append("| " + " | ".join(cells) + " |")
+    full = rows[0]
+    lines.append("")
+    lines.append(f"{full['queries']} test queries. Full plan ({full['plan']}) against "
+                 f"{rows[-1]['plan']}, MRR@10 change [95% CI]: " + "; ".join(
+                     f"{n} {_change(full['models'][n].get('vs_baseline'))}"
+                     for n in names[1:]) + ".")
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict[str, Any]], names: Sequence[str], path: Path,
          title: str = "SmolLM2-135M Matryoshka re-ranker, example test split") -> None:
-    """nDCG@10 against relative FLOPs, one series per model, BM25 as a line."""
+    """MRR@10 against relative FLOPs, one series per model, BM25 as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,18 +182,18 @@ def plot(rows: list[dict[str, Any]], names: Sequence[str], path: Path,
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for n in names:
-        pts = sorted((r["flops_rel"], r["models"][n]["nDCG@10"]) for r in rows
+        pts = sorted((r["flops_rel"], r["models"][n]["RR@10"]) for r in rows
                      if not r["baseline"])
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=n)
     for r in rows:
         if r["baseline"]:
-            ax.axhline(r["models"][names[0]]["nDCG@10"], color="gray", ls="--",
+            ax.axhline(r["models"][names[0]]["RR@10"], color="gray", ls="--",
                        label=r["plan"])
         else:
-            ax.annotate(r["plan"], (r["flops_rel"], r["models"][names[-1]]["nDCG@10"]),
+            ax.annotate(r["plan"], (r["flops_rel"], r["models"][names[-1]]["RR@10"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("predicted FLOPs relative to the full model")
-    ax.set_ylabel("nDCG@10")
+    ax.set_ylabel("MRR@10")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -181,13 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     p.add_argument("--config", default=str(CONFIG), help="training config (default "
-                   "configs/smollm2_135m.py; configs/tiny.py for a quick plumbing run); "
+                   "configs/smollm2_135m_demo.py; configs/tiny.py for a quick plumbing run); "
                    "its eval.plans are the grid")
-    p.add_argument("--steps", type=int, default=40, help="stage-1 optimizer steps")
-    p.add_argument("--stage2-steps", type=int, default=20, help="stage-2 optimizer steps")
-    p.add_argument("--max-queries", type=int, default=10, help="test queries re-ranked "
-                   "(the split has 177)")
-    p.add_argument("--top-k", type=int, default=20, help="BM25 candidates per query")
+    p.add_argument("--steps", type=int, help="stage-1 optimizer steps (default: the "
+                   "config's train.steps)")
+    p.add_argument("--stage2-steps", type=int, help="stage-2 optimizer steps (default: the "
+                   "config's, for its joint stage)")
+    p.add_argument("--max-queries", type=int, help="test queries re-ranked, the first N in "
+                   "qid order (default: all 177 with a relevant passage)")
+    p.add_argument("--top-k", type=int, default=10, help="BM25 candidates per query "
+                   "(default %(default)s)")
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -195,25 +242,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = lambda msg: print(f"[{time.time() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     say(f"1/5 example dataset -> {out / 'data'}")
     data = ensure_data(out)
-    plans = tuple(load(args.config, "stage1").eval.plans)
+    c1 = load(args.config, "stage1")
+    steps = args.steps or c1.train.steps
+    steps2 = args.stage2_steps or load(args.config, "joint").train.steps
+    plans = tuple(c1.eval.plans)
     kw = dict(data=data, out=out, config=args.config, plans=plans,
               max_queries=args.max_queries, top_k=args.top_k)
     say("2/5 zero-shot grid")
     grids = {"zero-shot": grid("zero-shot", [], **kw)}
-    say(f"3/5 stage 1: cascaded self-distillation, {args.steps} steps -> {out / 'stage1'}")
-    s1 = train_stage(args.config, "stage1", out / "stage1", data,
-                     [f"train.steps={args.steps}"])
+    say(f"3/5 stage 1: cascaded self-distillation, {steps} steps -> {out / 'stage1'}")
+    s1 = train_stage(args.config, "stage1", out / "stage1", data, [f"train.steps={steps}"])
     stage1 = adapter_folder(out / "stage1", AdapterRole("stage1"))
     grids["stage 1"] = grid("stage1", [stage1], **kw)
-    say(f"4/5 stage 2: joint V + H(2, 4) compensation, {args.stage2_steps} steps -> "
-        f"{out / 'stage2'}")
+    say(f"4/5 stage 2: joint V + H compensation, {steps2} steps -> {out / 'stage2'}")
     s2 = train_stage(args.config, "joint", out / "stage2", data, [
-        f"train.steps={args.stage2_steps}", f"model.init_adapters=({str(stage1)!r},)"])
+        f"train.steps={steps2}", f"model.init_adapters=({str(stage1)!r},)"])
     comp = s2["adapters"]
     grids["stage 1 + compensation"] = grid("compensated", [stage1, *comp], **kw)
     say("5/5 report")
     table = write_report(out, "demo", grids, {
-        "steps": {"stage1": s1.get("steps"), "stage2": s2.get("steps")},
+        "config": str(args.config), "steps": {"stage1": s1.get("steps"),
+                                              "stage2": s2.get("steps")},
         "max_queries": args.max_queries, "top_k": args.top_k,
         "seconds": round(time.time() - t0, 1)})
     print(table)

@@ -53,13 +53,19 @@ def lever_overrides(name: str, steps: int) -> list[str]:
     return [*LEVERS[name][1], f"train.steps={n}", "train.eval_every=0", "eval.plans=()"]
 
 
+def lever_config(config: str | Path, name: str, steps: int):
+    """The stage-1 config of lever ``name`` at ``steps`` steps."""
+    from mrr_jax.runtime.pyconfig import load_config
+
+    return load_config(f"{config}:stage1", lever_overrides(name, steps))
+
+
 def train_lever(config: str | Path, name: str, steps: int, out: Path) -> dict[str, Any]:
     """Trains (or resumes, or reuses) lever ``name``; returns its summary + minutes."""
-    from mrr_jax.runtime.pyconfig import load_config
     from mrr_jax.training import loop as train
 
     workdir = out / name
-    c = load_config(f"{config}:stage1", lever_overrides(name, steps))
+    c = lever_config(config, name, steps)
     done = workdir / "summary.json"
     if done.is_file() and json.loads(done.read_text()).get("steps") == c.train.steps:
         return json.loads(done.read_text())
@@ -70,28 +76,32 @@ def train_lever(config: str | Path, name: str, steps: int, out: Path) -> dict[st
     return summary
 
 
-def dev_grid(config: str | Path, adapters: Sequence[Path], no_token: str | None, cache: Path,
-             top_k: int) -> list[dict[str, Any]]:
-    """Grid rows (with per-query values) of SmolLM2 + ``adapters`` on the example dev split:
-    BM25's top ``top_k`` per query, the text cut as in training, :data:`PLANS`."""
+def dev_grid(c, adapters: Sequence[Path], cache: Path, top_k: int) -> list[dict[str, Any]]:
+    """Grid rows (with per-query values) of config ``c``'s model (its heads) + ``adapters``
+    on the example dev split: BM25's top ``top_k`` per query, the text cut as in training,
+    :data:`PLANS` (those within the model's depth)."""
     from mrr_jax.evaluation.grid import plan_grid
-    from mrr_jax.inference.reranker import Reranker
-    from mrr_jax.runtime.pyconfig import load_config
+    from mrr_jax.inference.adapters import PlanAdapter
+    from mrr_jax.training import loop as train
     from mrr_jax.training.data import data_paths
-    from mrr_jax.weights.assets import smollm2_dir
 
     if cache.is_file():
         return json.loads(cache.read_text())["rows"]
-    c = load_config(f"{config}:stage1")
     data = data_paths("example:dev")[0].parent
-    rr = Reranker.from_pretrained(smollm2_dir(), adapters=[str(a) for a in adapters],
-                                  no_token=no_token, start_layer=c.model.start_layer)
-    rows = plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", PLANS, top_k=top_k,
-                     max_length=c.data.query_max_len + c.data.passage_max_len,
+    rr = train.load_model(c).place()
+    rr = rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
+    rows = plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", plans_for(rr.cfg.num_layers),
+                     top_k=top_k, max_length=c.data.query_max_len + c.data.passage_max_len,
                      query_max_length=c.data.query_max_len, progress=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"rows": rows}) + "\n")
     return rows
+
+
+def plans_for(num_layers: int) -> tuple[str, ...]:
+    """:data:`PLANS` for a model of ``num_layers`` layers (a small test model: ``full`` and
+    a cut at half depth)."""
+    return PLANS if num_layers >= 30 else ("full", f"depth={num_layers // 2 + 1}")
 
 
 def per_query(rows: list[dict[str, Any]], plan: str, metric: str = "RR@10") -> list[float]:
@@ -100,18 +110,23 @@ def per_query(rows: list[dict[str, Any]], plan: str, metric: str = "RR@10") -> l
     return [row["per_query"][q][metric] for q in sorted(row["per_query"])]
 
 
+def bm25_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return next(iter(results.values()))["rows"]
+
+
 def table(results: dict[str, dict[str, Any]], bm25: dict[str, Any]) -> str:
     """Markdown: one row per model; MRR@10 / nDCG@10 per plan, MRR@10 change vs base."""
     from mrr_jax.data.metrics import paired_bootstrap
 
+    plans = [r["plan"] for r in bm25_rows(results) if not r.get("baseline")]
     head = ["model", "what changed", "minutes"]
-    for p in PLANS:
+    for p in plans:
         head += [f"`{p}` MRR@10 / nDCG@10", f"`{p}` MRR@10 vs base [95% CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = results.get("base")
     for name, r in results.items():
         cells = [name, r["what"], f"{r['minutes']:.0f}" if r.get("minutes") else "-"]
-        for p in PLANS:
+        for p in plans:
             m = next(x for x in r["rows"] if x["plan"] == p)["metrics"]
             cells.append(f"{m['RR@10']:.3f} / {m['nDCG@10']:.3f}")
             if base is None or name == "base":
@@ -122,7 +137,7 @@ def table(results: dict[str, dict[str, Any]], bm25: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     m = bm25["metrics"]
     lines.append("| BM25 | first stage | - | " + " | ".join(
-        [f"{m['RR@10']:.3f} / {m['nDCG@10']:.3f}", "-"] * len(PLANS)) + " |")
+        [f"{m['RR@10']:.3f} / {m['nDCG@10']:.3f}", "-"] * len(plans)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,15 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     for label, no_token in (("zero-shot", ""), ("zero-shot, yes-no heads", "No")):
         say(f"{label}: dev grid")
-        rows = dev_grid(args.config, [], no_token, args.out / "zero-shot" / (
+        c = lever_config(args.config, "base", args.steps)
+        c.model.no_token = no_token
+        rows = dev_grid(c, [], args.out / "zero-shot" / (
             "dev_grid_no.json" if no_token else "dev_grid.json"), args.top_k)
         results[label] = {"what": "untrained", "rows": rows}
     for n in names:
         say(f"lever {n}: {LEVERS[n][0]}: training")
         s = train_lever(args.config, n, args.steps, args.out)
         say(f"lever {n}: dev grid")
-        rows = dev_grid(args.config, [adapter_folder(args.out / n, AdapterRole("stage1"))],
-                        None, args.out / n / "dev_grid.json", args.top_k)
+        rows = dev_grid(lever_config(args.config, n, args.steps),
+                        [adapter_folder(args.out / n, AdapterRole("stage1"))],
+                        args.out / n / "dev_grid.json", args.top_k)
         results[n] = {"what": LEVERS[n][0], "rows": rows, "minutes": s.get("train_minutes"),
                       "steps": s.get("steps")}
         bm25 = next(r for r in rows if r.get("baseline"))
@@ -163,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"dev split, BM25 top {args.top_k}, {bm25['queries']} queries; budget "
             f"{args.steps} steps\n\n" + text)
         (args.out / "levers.json").write_text(json.dumps(
-            {"steps": args.steps, "top_k": args.top_k, "plans": PLANS,
+            {"steps": args.steps, "top_k": args.top_k,
              "results": {k: {**v, "rows": [{x: y for x, y in r.items() if x != "per_query"}
                                            for r in v["rows"]]} for k, v in results.items()}},
             indent=1) + "\n")
