@@ -166,7 +166,9 @@ class DecoderLayer(nn.Module):
                   probe: jax.Array | None = None):
         """Self-attention. Returns (out [B, T, D], importance): importance [B, S] (float32) is
         the attention paid by query row ``probe`` [B] to each key, summed over heads (None
-        when ``probe`` is None)."""
+        when ``probe`` is None). Without a probe (a layer that feeds no compression) and
+        without a logit soft-cap, attention is ``jax.nn.dot_product_attention`` (fused: cuDNN
+        on GPU where it applies); otherwise the probabilities are computed explicitly."""
         cfg = self.cfg
         b, t, _ = x.shape
         k_heads, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
@@ -174,6 +176,12 @@ class DecoderLayer(nn.Module):
         k = self.proj(x, "k", "BSD,DKH->BSKH")
         v = self.proj(x, "v", "BSD,DKH->BSKH")
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if probe is None and cfg.attn_softcap is None:
+            # No importance row wanted: the fused kernel (cuDNN on GPU, XLA elsewhere), same
+            # math: f32 logits and softmax, the same boolean mask, probs in v's dtype.
+            out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None],
+                                               scale=cfg.attn_scale)
+            return self.proj(out, "o", "BTNH,NHD->BTD"), None
         q = q.reshape(b, t, k_heads, g, cfg.head_dim)
         logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
         logits = logits * cfg.attn_scale
