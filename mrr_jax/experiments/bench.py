@@ -3,6 +3,7 @@
     python -m mrr_jax.bench                      # SmolLM2-135M, the default plan grid
     python -m mrr_jax.bench --quick              # a smaller, faster run
     python -m mrr_jax.bench --plans "full;depth=12" --pairs 32 --json bench.json
+    python -m mrr_jax.bench --random-model mistral-7b --dtype bfloat16   # a 7B shape, GPU/TPU
 
 One run measures, on the same tokenized pairs:
 
@@ -10,7 +11,13 @@ One run measures, on the same tokenized pairs:
   then the best of ``--repeats`` timed passes over all pairs -> pairs/s;
 * PyTorch ``transformers`` (the full model only: it has no compressed plans), eager and sdpa
   attention, on the same length-sorted batches, right-padded, scoring only the last real
-  token's "Yes" logit (the LM head runs on one position per row);
+  token's "Yes" logit (the LM head runs on one position per row), on jax's device (CUDA when
+  jax runs on a GPU, else the CPU; none on a TPU) in the same dtype (``chips.torch_peer``);
+* load seconds of both sides (checkpoint -> weights on the device) and compile seconds
+  (first call minus the steady-state time of the same rows);
+* achieved model TFLOP/s (pairs/s x ``Plan.flops``; the PyTorch peers: the full model's) and
+  MFU against the chip's bfloat16 dense peak (``chips``; ``--peak-tflops`` overrides, and
+  without a known peak -- a CPU -- no MFU is shown);
 * the predicted speed-up of each plan (``Plan.flops`` over the pairs' real segment lengths),
   the measured one, and the fraction of the predicted saving that was realised;
 * optionally (``--compile-check``), compile time per plan in two fresh subprocesses that share
@@ -21,7 +28,10 @@ Pairs are real text that ships with Python: a standard-library module's docstrin
 (continued by the rest of that docstring) is the query, cut to a fixed number of tokens, and its
 docstrings (continued by other modules' when short) are the passage, cut so that every pair is
 exactly ``--seq-len`` tokens with the same segment lengths (one compiled program per plan).
-Speed is reported as ratios measured in one run, never asserted. Cases are timed round robin so
+``--random-model NAME`` benchmarks a random checkpoint of a real family's exact shape
+(``random_model``: mistral-7b, llama3-8b, qwen2-7b, gemma2-9b, llama-1b, tiny...), written once
+into a cache directory; ``--layers N`` cuts its depth. Speed is reported as ratios measured in
+one run, never asserted. Cases are timed round robin so
 that load from other processes hits them alike; the report keeps the load average per round.
 """
 
@@ -35,6 +45,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +53,7 @@ import numpy as np
 
 from mrr_jax.core.plan import Plan
 from mrr_jax.evaluation.grid import split_plans
+from mrr_jax.experiments import chips, random_model
 from mrr_jax.experiments.bench_pairs import make_pairs, text_pairs
 from mrr_jax.experiments.bench_report import (
     available_cores,
@@ -130,6 +142,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "and weights, one run. Prints a Markdown table.")
     p.add_argument("--model", type=Path, default=None,
                    help="HF model directory (default: SmolLM2-135M-Instruct, converted once)")
+    p.add_argument("--random-model", choices=random_model.NAMES, default=None,
+                   help="benchmark a random checkpoint of this family's exact shape instead "
+                        "(written once, then reused; SmolLM2's tokenizer)")
+    p.add_argument("--random-model-dir", type=Path, default=None,
+                   help="cache folder of the random models (default: "
+                        "~/.cache/mrr_jax/random, or $MRR_JAX_CACHE/random); the model is "
+                        "<dir>/<name>[-L<layers>]")
+    p.add_argument("--layers", type=int, default=None,
+                   help="--random-model only: cut its depth to this many layers")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the chip's peak TFLOP/s for MFU (default: the bf16 dense peak of a "
+                        "known device kind; none on a CPU)")
     p.add_argument("--plans", type=str, default=None,
                    help='";"-separated plans, the first is the baseline; "full" (or "") = the '
                         f'whole model (default: {";".join(DEFAULT_PLANS)})')
@@ -176,19 +200,90 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         except ValueError as e:
             p.error(str(e))
     args.torch_attn = [] if args.torch_attn == "none" else args.torch_attn.split(",")
-    if args.model is None:
+    if args.random_model and args.model is not None:
+        p.error("--model and --random-model exclude each other")
+    if args.layers is not None and not args.random_model:
+        p.error("--layers needs --random-model")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        p.error("--peak-tflops must be > 0")
+    if args.model is None and not args.random_model:
         from mrr_jax.weights.assets import smollm2_dir
 
         args.model = smollm2_dir()
     return args
 
 
-def run(args: argparse.Namespace) -> dict:
-    """The whole benchmark; returns every number (what ``--json`` writes)."""
+def load_jax(args: argparse.Namespace):
+    """(Reranker, seconds): ``Reranker.from_pretrained`` until its weights are on the device."""
+    import jax
+
     from mrr_jax import Reranker
 
-    env = environment(args) | {"loadavg_start": os.getloadavg()[0]}
+    t0 = time.perf_counter()
     rr = Reranker.from_pretrained(args.model, dtype=args.dtype)
+    jax.block_until_ready(rr.params)
+    return rr, time.perf_counter() - t0
+
+
+def torch_cases(args: argparse.Namespace, rr, encoded, peer: chips.Peer) -> tuple[list, dict]:
+    """(timed PyTorch cases, {attn: reason} of those skipped) on the peer's device and dtype."""
+    if not args.torch_attn or peer.device is None:
+        return [], {a: peer.note for a in args.torch_attn}
+    import torch
+    import transformers  # noqa: F401  (imported before the load timings)
+
+    if not peer.cuda:
+        torch.set_num_threads(args.threads or available_cores())
+    yes_id = yes_token_id(rr)
+    cases, skipped = [], {}
+    for attn in args.torch_attn:
+        t0 = time.perf_counter()
+        try:
+            model = load_torch(args.model, attn, peer.dtype, peer.device)
+        except (ValueError, ImportError) as e:  # e.g. Gemma2 has no sdpa in transformers
+            skipped[attn] = str(e).split(". ")[0]
+            log(f"  PyTorch {attn} skipped: {skipped[attn]}")
+            continue
+        case = torch_case(model, attn, encoded, args.batch_size, yes_id)
+        case.load_s = time.perf_counter() - t0
+        cases.append(case)
+    return cases, skipped
+
+
+def accelerator(args: argparse.Namespace, peer: chips.Peer) -> dict:
+    """The device both sides run on, its peak for MFU and the PyTorch peer's placement."""
+    import jax
+
+    kind = jax.devices()[0].device_kind
+    peak, source = chips.peak_tflops(kind, args.peak_tflops)
+    out = {"device_kind": kind, "device_count": jax.device_count(), "peak_tflops": peak,
+           "peak_source": source, "torch_device": peer.device, "torch_dtype": peer.dtype,
+           "torch_note": peer.note, "random_model": None}
+    if args.random_model:
+        config = json.loads((Path(args.model) / "config.json").read_text())
+        out["random_model"] = config.get("mrr_jax_random")
+    if peer.cuda:
+        import torch
+
+        out["torch_device_name"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def resolve_model(args: argparse.Namespace) -> None:
+    """``--random-model``: writes (or reuses) its checkpoint and makes it ``args.model``."""
+    if args.random_model and args.model is None:
+        args.model = random_model.write_random_model(
+            args.random_model, layers=args.layers, cache_dir=args.random_model_dir, log=log)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The whole benchmark; returns every number (what ``--json`` writes)."""
+    import jax
+
+    resolve_model(args)
+    peer = chips.torch_peer(jax.default_backend(), args.dtype)
+    env = environment(args) | accelerator(args, peer) | {"loadavg_start": os.getloadavg()[0]}
+    rr, jax_load_s = load_jax(args)
     encoded = make_pairs(rr, args.pairs, args.seq_len)
     n = len(encoded)
     plans = [rr.resolve_plan(text) for text in args.plans]
@@ -197,29 +292,25 @@ def run(args: argparse.Namespace) -> dict:
     log(f"{n} pairs x {args.seq_len} tokens; mrr_jax warm-up (compile + first batch) ...")
     warm_up(jax_cases)
     memory = {"after_jax_mib": maxrss_mib()}
-    torch_cases = []
-    if args.torch_attn:
-        import torch
-
-        torch.set_num_threads(args.threads or available_cores())
-        yes_id = yes_token_id(rr)
-        torch_cases = [torch_case(load_torch(args.model, attn, args.dtype), attn, encoded,
-                                  args.batch_size, yes_id) for attn in args.torch_attn]
-        warm_up(torch_cases)
+    peers, skipped = torch_cases(args, rr, encoded, peer)
+    warm_up(peers)
     log(f"timed passes ({args.repeats} round(s), round robin) ...")
-    loads = measure(jax_cases + torch_cases, args.repeats, n)
+    loads = measure(jax_cases + peers, args.repeats, n)
     memory["after_torch_mib"] = maxrss_mib()
     e = encoded[0]
-    results: dict = {"plans": [], "torch": {}, "loadavg_rounds": loads,
+    results: dict = {"plans": [], "torch": {}, "torch_skipped": skipped, "loadavg_rounds": loads,
                      "segments": [len(e.query), len(e.passage), len(e.prompt)],
                      "padding_overhead": padded_tokens(encoded, args.batch_size) / (
-                         n * args.seq_len)}
+                         n * args.seq_len),
+                     "jax_load_s": jax_load_s,
+                     "full_flops_per_pair": predicted_flops(rr.cfg, encoded, full),
+                     "model_params": model_params(rr)}
     for text, plan, case in zip(args.plans, plans, jax_cases):
         results["plans"].append(case.result(n) | {
             "plan": str(plan), "plan_arg": text, "full": plan == full,
             "flops_per_pair": predicted_flops(rr.cfg, encoded, plan)})
-    for attn, case in zip(args.torch_attn, torch_cases):
-        results["torch"][attn] = case.result(n)
+    for case in peers:
+        results["torch"][case.name.removeprefix("PyTorch ")] = case.result(n)
     check_parity(results, args.dtype)
     if args.compile_check:
         log("compile check (two subprocesses: cold and warm cache) ...")
@@ -229,6 +320,13 @@ def run(args: argparse.Namespace) -> dict:
     results["env"] = env | {"loadavg_end": os.getloadavg()[0]}
     plan_rows(results)
     return results
+
+
+def model_params(rr) -> int:
+    """Parameters of the backbone (exit heads excluded)."""
+    import jax
+
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(rr.params)))
 
 
 def check_parity(results: dict, dtype: str) -> None:
@@ -247,6 +345,9 @@ def check_parity(results: dict, dtype: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: prints the Markdown report; exit status 1 on a parity failure."""
     args = parse_args(argv)
+    if args.torch_attn:  # leave GPU memory to the PyTorch peer (jax would take 75% up front)
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    resolve_model(args)
     if args.compile_probe:
         out = compile_probe(args)
         if args.json:
