@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrr_jax.experiments import bench, chips, random_model
+from mrr_jax.experiments import bench, random_model
 from mrr_jax.experiments.bench_report import markdown
+from mrr_jax.runtime import chips
 
 
 # --------------------------------------------------------------------------- peer placement

@@ -53,7 +53,7 @@ import numpy as np
 
 from mrr_jax.core.plan import Plan
 from mrr_jax.evaluation.grid import split_plans
-from mrr_jax.experiments import chips, random_model
+from mrr_jax.experiments import random_model
 from mrr_jax.experiments.bench_pairs import make_pairs, text_pairs
 from mrr_jax.experiments.bench_report import (
     available_cores,
@@ -76,6 +76,7 @@ from mrr_jax.experiments.bench_timing import (
     warm_up,
     yes_token_id,
 )
+from mrr_jax.runtime import chips
 
 __all__ = ["main", "parse_args", "run", "text_pairs"]
 

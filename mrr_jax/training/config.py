@@ -35,7 +35,8 @@ from mrr_jax.weights.adapters import AdapterRole
 STAGES = ("stage1", "vertical", "horizontal", "joint")
 PAPER_H_RATIOS = (2, 4, 8)  # the paper's horizontal (H-LoRA) ratios
 # train.* settings a resumed run may change (they do not change the result).
-RESUMABLE_TRAIN_KEYS = ("log_every", "eval_every", "progress", "save_every", "keep")
+RESUMABLE_TRAIN_KEYS = ("log_every", "eval_every", "progress", "save_every", "keep",
+                        "peak_tflops")
 # train.* settings a resumed or finished run may change to train longer (or stop sooner, but
 # not before the step its workdir has reached): the learning-rate schedule (warm-up and linear
 # decay to 0) is then that of the new length from the step the run continues at.
@@ -106,6 +107,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.keep = 2  # checkpoints kept
     c.train.remat = False
     c.train.progress = True
+    # MFU in metrics.jsonl is against this peak (TFLOP/s per device); 0 = the chip's bfloat16
+    # peak from mrr_jax.runtime.chips (none on a CPU: no MFU, FLOP/s only).
+    c.train.peak_tflops = 0.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.plans = ("full",)
@@ -284,7 +288,7 @@ RANGES = {
     "loss.self": NON_NEGATIVE, "optim.lr": POSITIVE, "optim.warmup_ratio": UNIT,
     "optim.b1": UNIT_OPEN, "optim.b2": UNIT_OPEN, "optim.eps": NON_NEGATIVE,
     "optim.weight_decay": NON_NEGATIVE, "optim.clip": NON_NEGATIVE,
-    "optim.head_lr_scale": POSITIVE,
+    "optim.head_lr_scale": POSITIVE, "train.peak_tflops": NON_NEGATIVE,
 }
 CHOICES = {
     "model.dtype": ("float32", "bfloat16"), "compress.mode": MODES, "loss.exits": ("all", "last"),

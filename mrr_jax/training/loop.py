@@ -58,6 +58,7 @@ from mrr_jax.training.data import dev_set, row_aligned, train_data
 from mrr_jax.training.dev_eval import eval_batch_queries, evaluate
 from mrr_jax.training.interrupt import Interrupted, StopSignals
 from mrr_jax.training.state import init_state, lora_config, plan_adapters, save_adapters, to_host
+from mrr_jax.training.throughput import step_record
 from mrr_jax.weights.adapters import AdapterRole
 
 __all__ = ["Interrupted", "TrainingRun", "load_model", "main", "optimizer_step", "prepare",
@@ -131,6 +132,7 @@ class TrainingRun:
     total: int  # optimizer steps
     schedule: Callable
     step_fn: Callable  # jitted train_step
+    spec: train_step.StepSpec
     key: jax.Array
     ckpt: Checkpointer
 
@@ -179,7 +181,7 @@ def prepare(c, workdir: Path) -> tuple[TrainingRun, dict]:
         c=c, workdir=workdir, resolved=resolved, digest=training_fingerprint(resolved), rr=rr,
         roles=roles, lcfg=lcfg, mesh=mesh, data=data,
         dev=dev_set(c, rr) if c.data.dev and c.eval.plans else None, total=total,
-        schedule=schedule, step_fn=step_fn, key=key,
+        schedule=schedule, step_fn=step_fn, spec=spec, key=key,
         ckpt=Checkpointer(workdir / "checkpoints", keep=c.train.keep))
     return job, state
 
@@ -226,22 +228,6 @@ def optimizer_step(job: TrainingRun, state: dict, step: int
     new_t, new_o, m = job.step_fn(state["trainable"], state["opt_state"], job.rr.params,
                                   job.rr.heads, batch, jax.random.fold_in(job.key, step))
     return {"trainable": new_t, "opt_state": new_o}, m, micro
-
-
-def step_record(job: TrainingRun, step: int, m: dict[str, Any], micro: list[TrainBatch],
-                seconds: float) -> dict[str, Any]:
-    """The ``metrics.jsonl`` record of optimizer step ``step`` (0-based) that took
-    ``seconds``: loss, lr, gradient norm, loss terms per exit, drawn ratios, throughput."""
-    real_tokens = int(sum((b.q_len + b.p_len + b.r_len).sum() for b in micro))
-    real_tokens *= jax.process_count()
-    padded = job.c.data.queries_per_step * job.c.data.group_size * job.c.data.accum * sum(
-        micro[0].shape[1:])
-    return {"step": step + 1, "loss": float(m["loss"]), "lr": float(job.schedule(step)),
-            "grad_norm": float(m["grad_norm"]),
-            "terms": {k: np.asarray(v).round(5).tolist() for k, v in m["terms"].items()},
-            "ratios": np.asarray(m["ratios"]).tolist(), "step_seconds": round(seconds, 3),
-            "tokens_per_s": round(real_tokens / seconds, 1),
-            "padded_tokens_per_s": round(padded / seconds, 1)}
 
 
 def train_steps(job: TrainingRun, state: dict, start: int, stop: StopSignals) -> dict:

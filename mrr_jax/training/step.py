@@ -1,12 +1,14 @@
 """One optimizer step of Matryoshka training, as a pure function for ``jax.jit``.
 
-Per micro-batch (docs/method.md §5.3-5.4, §6): draw a sub-model -- a ratio from ``ratios`` and, for
-each candidate compress layer, a coin with probability ``compress_prob`` -- run the compressed
-student pass and (when distillation or its weight is on) the full-width pass, whose exits are
-the stop-gradient teachers, and take the loss of ``training.losses``. Sampling happens inside
-the program with traced values (``scoring.score_masked``), so one compiled program serves every
-sub-model. Gradient accumulation is a ``lax.scan`` over the micro-batches of the step; the
-frozen base only ever enters as an argument that is not differentiated.
+Per micro-batch (docs/method.md §5.3-5.4, §6): draw a sub-model -- a ratio from ``ratios`` and,
+for each candidate compress layer, a coin with probability ``compress_prob`` -- run the
+compressed student pass and (when distillation or its weight is on) the full-width pass, whose
+exits are the stop-gradient teachers, and take the loss of ``training.losses``. On a
+micro-batch that drew ratio 1 the student is full width and is its own teacher: that pass is
+skipped (``lax.cond``). Sampling happens inside the program with traced values
+(``scoring.score_masked``), so one compiled program serves every sub-model. Gradient
+accumulation is a ``lax.scan`` over the micro-batches of the step; the frozen base only ever
+enters as an argument that is not differentiated.
 
 Trainable adapters are a dict ``{str(role): lora tree}`` (an
 :class:`~mrr_jax.weights.adapters.AdapterRole`'s name): ``stage1`` (stage 1), ``vertical``
@@ -140,10 +142,13 @@ def micro_loss(trainable: Mapping[str, dict], base: dict, heads: jax.Array,
     student = score_masked(*args, ratio, at, rng=k_student if drop else None, **kw)
     e, g = len(spec.exits), spec.group_size
     student = student.reshape(e, -1, g)
-    if spec.distill:
-        full = score_masked(*args, jnp.int32(1), jnp.zeros_like(at),
-                            rng=k_full if drop else None, **kw)
-        full = jax.lax.stop_gradient(full.reshape(e, -1, g))
+    if spec.distill:  # ratio 1: the student is full width, so it is its own teacher
+        def full_pass():
+            return score_masked(*args, jnp.int32(1), jnp.zeros_like(at),
+                                rng=k_full if drop else None, **kw).reshape(e, -1, g)
+
+        full = jax.lax.stop_gradient(jax.lax.cond(
+            ratio == 1, lambda: jax.lax.stop_gradient(student), full_pass))
     else:
         full = jax.lax.stop_gradient(student)
     weights = dict(spec.weights)
@@ -153,7 +158,8 @@ def micro_loss(trainable: Mapping[str, dict], base: dict, heads: jax.Array,
         student, full, spec.exits, teacher=teacher if weights.get("teacher") else None,
         teacher_mask=mask, anchors=spec.anchors, teacher_kind=spec.teacher_kind,
         temperature=spec.temperature, weights=weights)
-    return loss, {"terms": terms, "ratio": ratio, "compress_at": at}
+    return loss, {"terms": terms, "ratio": ratio, "compress_at": at,
+                  "teacher_pass": jnp.logical_and(spec.distill, ratio != 1)}
 
 
 def train_step(trainable: dict, opt_state, base: dict, heads: jax.Array,
@@ -162,7 +168,8 @@ def train_step(trainable: dict, opt_state, base: dict, heads: jax.Array,
     """One optimizer step over ``A`` accumulated micro-batches (every batch array has a
     leading [A] axis). Gradients are averaged over micro-batches. Returns
     (trainable, opt_state, metrics) with metrics: ``loss`` [], ``terms`` {name: [E]},
-    ``ratios`` [A], ``grad_norm`` []."""
+    ``ratios`` [A], ``compress_at`` [A, C] (the sampled sub-models), ``teacher_pass`` [A]
+    (whether a separate full-width pass ran), ``grad_norm`` []."""
     n_micro = batches["q_ids"].shape[0]
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
@@ -171,16 +178,18 @@ def train_step(trainable: dict, opt_state, base: dict, heads: jax.Array,
         batch, i = xs
         (loss, aux), g = grad_fn(trainable, base, heads, batch, jax.random.fold_in(key, i), spec)
         grads = jax.tree.map(jnp.add, grads, g)
-        return (grads, total + loss), (aux["terms"], aux["ratio"])
+        return (grads, total + loss), (aux["terms"], aux["ratio"], aux["compress_at"],
+                                       aux["teacher_pass"])
 
     zeros = jax.tree.map(jnp.zeros_like, trainable)
-    (grads, total), (terms, ratios) = jax.lax.scan(
+    (grads, total), (terms, ratios, at, teacher) = jax.lax.scan(
         body, (zeros, jnp.zeros((), jnp.float32)), (dict(batches), jnp.arange(n_micro)))
     grads = jax.tree.map(lambda g: g / n_micro, grads)
     updates, opt_state = optimizer.update(grads, opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
     metrics = {"loss": total / n_micro, "terms": jax.tree.map(lambda t: t.mean(0), terms),
-               "ratios": ratios, "grad_norm": optax.global_norm(grads)}
+               "ratios": ratios, "compress_at": at, "teacher_pass": teacher,
+               "grad_norm": optax.global_norm(grads)}
     return trainable, opt_state, metrics
 
 

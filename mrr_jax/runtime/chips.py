@@ -1,5 +1,5 @@
-"""Accelerator facts for the benchmark: bfloat16 dense peaks (-> MFU) and where the PyTorch peer
-runs (the same device and dtype as jax).
+"""Accelerator facts: bfloat16 dense peaks (-> MFU, in the benchmark and the training log) and
+where the benchmark's PyTorch peer runs (the same device and dtype as jax).
 
 Peaks are the vendors' datasheet figures for dense bfloat16 matmuls, TFLOP/s per chip (NVIDIA
 lists "with sparsity" numbers: the dense figure is half of it):
