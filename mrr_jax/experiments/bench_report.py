@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrr_jax.experiments.chips import achieved_tflops, mfu
+from mrr_jax.runtime.chips import achieved_tflops, mfu
 
 
 def maxrss_mib(who: int = resource.RUSAGE_SELF) -> float:
