@@ -251,7 +251,8 @@ OVERRIDE_ERRORS = [
     ("--config.train.progress=0",
      "error: --config.train.progress=0: expected True or False, got 0"),
     ("--config.train=3", "error: --config.train=3: train is a group of settings (epochs, "
-                         "eval_every, keep, log_every, progress, remat, save_every, steps); "
+                         "eval_every, keep, log_every, peak_tflops, progress, remat, save_every, "
+                         "steps); "
                          "set them one by one"),
     ("--config.train.steps", "error: --config.train.steps: expected --config.KEY=VALUE"),
     ("--config.train.steps=-1", "error: train.steps: expected an int >= 0 (0: train.epochs "

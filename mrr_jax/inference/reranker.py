@@ -21,7 +21,7 @@ from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
 from mrr_jax.runtime import compile_cache
 from mrr_jax.weights.assets import missing_model
-from mrr_jax.weights.hf import assemble_params, load_hf_dir
+from mrr_jax.weights.streaming import load_checkpoint, stored_rows
 
 COMPAT = ("default", "reference")
 
@@ -184,7 +184,8 @@ class Reranker:
                         compat: str = "default", start_layer: int = 4,
                         prompt: str = DEFAULT_PROMPT, yes_token: str = "Yes",
                         yes_token_id: int | None = None, no_token: str | None = None,
-                        adapters: Sequence[str | Path] = (), place: bool = True) -> Reranker:
+                        adapters: Sequence[str | Path] = (), place: bool = True,
+                        mesh=None) -> Reranker:
         """Loads a Hugging Face model directory or a ``.gguf`` file, plus saved adapters.
 
         The exit heads are initialised from the LM-head row of ``yes_token`` (or of
@@ -193,27 +194,23 @@ class Reranker:
         takes what the adapters were trained on (their metadata), else ``""``. ``adapters``: folders
         written by training (``<workdir>/adapters/<role>``); each is checked against the model
         and applied per plan (see ``adapters_for``). ``place=False`` keeps the weights in host
-        memory (numpy) for a caller that shards them itself (training)."""
+        memory (numpy) for a caller that shards them itself (training); ``mesh`` places them
+        sharded over it instead (``runtime.sharding`` rules).
+        Weights are read straight into ``dtype`` (``weights.streaming.load_checkpoint``)."""
         path = Path(path)
         if not path.exists():
             raise missing_model(path, "from_pretrained:")
-        np_dtype = np.float32
-        if path.suffix == ".gguf":
-            from mrr_jax.weights.gguf import read_gguf
-
-            ckpt = read_gguf(path)
-            cfg = ModelConfig.from_hf(ckpt.hf_config, source=str(path))
-            params = assemble_params(cfg, ckpt.tensors(), np_dtype, str(path))
-            tokenizer = ckpt.tokenizer()
-            bos = ckpt.special_tokens.get("bos_token_id")
-        else:
-            cfg, params = load_hf_dir(path, np_dtype)
-            try:
-                tokenizer, bos = load_tokenizer(path)
-            except FileNotFoundError:
-                if yes_token_id is None:
-                    raise
-                tokenizer, bos = None, None
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        on_device = place or mesh is not None
+        cfg, params, ckpt = load_checkpoint(path, dtype, on_device=on_device, mesh=mesh)
+        try:
+            tokenizer, bos = (ckpt.tokenizer(), ckpt.special_tokens.get("bos_token_id")) \
+                if ckpt is not None else load_tokenizer(path)
+        except FileNotFoundError:
+            if yes_token_id is None:
+                raise
+            tokenizer, bos = None, None
         if yes_token_id is None:
             yes_token_id = _one_token(tokenizer, yes_token, path, "yes_token_id")
         no_token = adapter_heads(adapters, no_token)
@@ -222,11 +219,15 @@ class Reranker:
             if tokenizer is None:
                 raise ValueError(f"{path}: no tokenizer to find the row of no_token={no_token!r}")
             no_id = _one_token(tokenizer, no_token, path, "a one-token no_token")
-        heads = init_heads(params, yes_token_id, cfg.num_layers - start_layer + 1, no_id)
+        heads = init_heads(stored_rows(path, cfg, params, dtype, ckpt, (yes_token_id, no_id)),
+                           yes_token_id, cfg.num_layers - start_layer + 1, no_id)
         loaded = [PlanAdapter.load(a, cfg, start_layer) for a in adapters]
-        return cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
-                   start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype,
-                   adapters=loaded, place=place)
+        rr = cls(cfg, params, heads, tokenizer=tokenizer, bos_token_id=bos,
+                 start_layer=start_layer, prompt=prompt, compat=compat, dtype=dtype,
+                 adapters=loaded, place=on_device)
+        if mesh is not None:  # the params are sharded already: this places the heads
+            rr = rr.with_backbone(rr.backbone.sharded(mesh))
+        return rr
 
     # ------------------------------------------------------------------ scoring
     def resolve_plan(self, plan: Plan | str | None = None) -> Plan:

@@ -130,6 +130,7 @@ def micro_loss(trainable: Mapping[str, dict], base: dict, heads: jax.Array,
     batch: q_ids [R, Qb], p_ids [R, Pb], r_ids [R, Rb], q_len/p_len/r_len [R] int32,
     teacher [R] float32 and teacher_mask [R] bool (per row; R = queries x group_size, each
     query's group contiguous with its positive first). Returns (loss [], aux dict)."""
+    base, heads = jax.tree.map(jnp.asarray, base), jnp.asarray(heads)  # host weights too
     k_sub, k_student, k_full = jax.random.split(key, 3)
     ratio, at = sample_submodel(k_sub, spec)
     adapters = active_adapters(trainable, ratio, spec)

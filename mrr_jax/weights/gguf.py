@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+import ml_dtypes
 import numpy as np
 from tokenizers import Tokenizer
 
@@ -97,16 +98,24 @@ class GGUFCheckpoint:
             for t in self._weight_tensors()
         ]
 
-    def tensors(self) -> Iterator[tuple[str, np.ndarray]]:
-        """Yield ``(hf_name, float32 array)`` one tensor at a time, in file order.
+    def tensors(self, native: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(hf_name, float32 array)`` one tensor at a time, in file order; with
+        ``native``, F16 / BF16 tensors keep their stored type (``hf.assemble_params`` converts
+        each straight into its target dtype).
 
         Matrices are (out_features, in_features), e.g. q_proj (heads*head_dim, hidden),
         embed_tokens (vocab, hidden); norms are (hidden,).
         """
         n_head = self.hf_config["num_attention_heads"]
         n_kv = self.hf_config["num_key_value_heads"]
+        src = self.source()
         for t in self._weight_tensors():
             name = hf_tensor_name(t.name)
+            if native and t.tensor_type in GGUFSource._NATIVE:
+                w = np.empty(src.shapes[name], src.dtype(name))
+                src.read_into(name, w)
+                yield name, w
+                continue
             w = _dequantize(t)
             if t.name.endswith(".attn_q.weight"):
                 w = unpermute_qk(w, n_head)
@@ -114,9 +123,49 @@ class GGUFCheckpoint:
                 w = unpermute_qk(w, n_kv)
             yield name, w
 
+    def source(self) -> GGUFSource:
+        """The tensors as a ``weights.streaming.TensorSource`` (read one at a time, F16 / BF16
+        / F32 in their stored type)."""
+        return GGUFSource(self)
+
     def tokenizer(self) -> Tokenizer:
         """The fast tokenizer described by the file's ``tokenizer.ggml.*`` metadata."""
         return build_tokenizer(self.metadata)
+
+
+class GGUFSource:
+    """A GGUF file's tensors by HF name, for ``mrr_jax.weights.streaming.load_params`` (and
+    ``shapes`` / ``dtype`` / ``read_into`` as its ``TensorSource``): ``shapes`` is HF layout
+    (GGUF dims reversed); F32, F16 and BF16 tensors are read from the memory map in their
+    stored type (no float32 copy), quantized ones dequantized to float32 one tensor at a time;
+    q/k projections are un-permuted from llama.cpp's rotary interleaving as they are read."""
+
+    _NATIVE = {gguf.GGMLQuantizationType.F32: np.dtype(np.float32),
+               gguf.GGMLQuantizationType.F16: np.dtype(np.float16),
+               gguf.GGMLQuantizationType.BF16: np.dtype(ml_dtypes.bfloat16)}
+
+    def __init__(self, ckpt: GGUFCheckpoint) -> None:
+        self._tensors = {hf_tensor_name(t.name): t for t in ckpt._weight_tensors()}
+        self.shapes = {k: tuple(int(d) for d in reversed(t.shape))
+                       for k, t in self._tensors.items()}
+        self._heads = {".attn_q.weight": ckpt.hf_config["num_attention_heads"],
+                       ".attn_k.weight": ckpt.hf_config["num_key_value_heads"]}
+
+    def dtype(self, name: str) -> np.dtype:
+        return self._NATIVE.get(self._tensors[name].tensor_type, np.dtype(np.float32))
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        t = self._tensors[name]
+        dt = self._NATIVE.get(t.tensor_type)
+        if dt is None:
+            w = _dequantize(t)
+        else:  # a view of the memory map in its stored type
+            w = np.asarray(t.data).reshape(-1).view(np.uint8)[:out.nbytes].view(dt) \
+                .reshape(self.shapes[name])
+        for suffix, n_head in self._heads.items():
+            if t.name.endswith(suffix):
+                w = unpermute_qk(w, n_head)
+        out[...] = w
 
 
 def _check_tensors(reader: gguf.GGUFReader, config: Mapping[str, Any], path: Path) -> None:

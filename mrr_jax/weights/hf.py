@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 import warnings
@@ -75,6 +76,11 @@ ST_DTYPES: dict[str, np.dtype] = {
 }
 
 
+# Stored types a loader carries to the device as they are (the device converts them); any
+# other stored type is widened to float32 on the host, one tensor at a time.
+NATIVE = (np.dtype(ml_dtypes.bfloat16), np.dtype("<f2"), np.dtype("<f4"))
+
+
 class SafetensorsFile:
     """One safetensors file: its header parsed and checked at open, its tensors read on demand
     from a read-only memory map (nothing is read until a tensor is used).
@@ -113,9 +119,9 @@ class SafetensorsFile:
     def keys(self) -> list[str]:
         return list(self.dtypes)
 
-    def get(self, name: str) -> np.ndarray:
-        """Tensor ``name`` in its stored type: a read-only view of the file (copy or convert it
-        to keep it past the file)."""
+    def span(self, name: str) -> tuple[np.dtype, tuple[int, ...], int, int]:
+        """(numpy dtype, shape, byte offset in the file, byte length) of tensor ``name``,
+        checked against the header; reads no tensor data."""
         info = self._entries[name]
         dt, shape, (lo, hi) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
         if dt not in ST_DTYPES:
@@ -124,6 +130,13 @@ class SafetensorsFile:
         arr_dt = ST_DTYPES[dt]
         if hi - lo != math.prod(shape) * arr_dt.itemsize or not 0 <= lo <= hi <= self._size:
             raise ValueError(f"{self.path}: tensor {name!r} has a corrupt byte range")
+        return arr_dt, shape, self._start + lo, hi - lo
+
+    def get(self, name: str) -> np.ndarray:
+        """Tensor ``name`` in its stored type: a read-only view of the file (copy or convert it
+        to keep it past the file)."""
+        arr_dt, shape, start, n = self.span(name)
+        lo, hi = start - self._start, start - self._start + n
         if lo == hi:
             return np.zeros(shape, arr_dt)
         if self._map is None:
@@ -141,9 +154,32 @@ def iter_safetensors(files: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
             yield name, st.get(name)
 
 
+_STRIPE = 16  # HF rows per step of copy_ours' transpose (a cache-friendly stripe)
+
+
+def copy_ours(dst: np.ndarray, n_in: int, w: np.ndarray) -> None:
+    """Writes HF tensor ``w`` (shape-checked) into ``dst`` (C-contiguous, our layout and the
+    target dtype): the transpose of a projection goes by stripes of HF rows (several times
+    faster than numpy's strided copy of ``w.T``). Stored types other than bfloat16 / float16 /
+    float32 are widened to float32 first (as the float32 loader did), so every element is
+    ``w.astype(float32).astype(dst.dtype)``."""
+    if w.dtype not in NATIVE:
+        w = w.astype(np.float32)
+    if not n_in:
+        dst.reshape(-1)[...] = w.reshape(-1)
+        return
+    out_flat, in_flat = w.shape
+    d2 = dst.reshape(in_flat, out_flat)
+    for r in range(0, out_flat, _STRIPE):
+        d2[:, r:r + _STRIPE] = w[r:r + _STRIPE].T
+
+
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                     dtype=np.float32, source: str = "checkpoint") -> dict:
-    """Builds the stacked param tree (``mrr_jax.core.spec``) from HF-named tensors.
+    """Builds the stacked param tree (``mrr_jax.core.spec``) from HF-named tensors, as host
+    numpy arrays of ``dtype``: each tensor is converted and transposed straight into its slot
+    of the preallocated stacked array (no float32 copy of the model when ``dtype`` is
+    bfloat16). For arrays placed on devices, see ``mrr_jax.weights.streaming``.
 
     Every tensor's shape is checked; a missing or mis-shaped tensor raises an error naming it.
     Tensors no family uses are ignored with one warning."""
@@ -167,7 +203,7 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
             if tuple(w.shape) != want:
                 raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
                                  f"expected {want} from config.json")
-            stacked[ours][i] = keymaps.to_ours(n_in, w, shapes[ours]).astype(dtype)
+            copy_ours(stacked[ours][i], n_in, w)
             seen.add((ours, i))
         elif name in keymaps.GLOBAL_KEYS:
             ours = keymaps.GLOBAL_KEYS[name]
@@ -176,7 +212,8 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
             if tuple(w.shape) != glob_shapes[ours]:
                 raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
                                  f"expected {glob_shapes[ours]} from config.json")
-            out[ours] = np.array(w, dtype)  # a copy: ``w`` may be a view of the file
+            out[ours] = np.empty(w.shape, dtype)  # a copy: ``w`` may be a view of the file
+            copy_ours(out[ours], 0, w)
         elif not _IGNORED.search(name):
             unused.append(name)
     missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()
@@ -191,6 +228,108 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                       f"e.g. {unused[:3]}", stacklevel=2)
     out["layers"] = stacked
     return out
+
+
+class SafetensorsSource:
+    """The tensors of a checkpoint's safetensors files, by name, for the placing loader
+    (``mrr_jax.weights.streaming``): ``shapes`` (HF name -> stored shape, in file order) comes
+    from the headers alone; :meth:`read_into` reads one tensor's bytes with ``os.preadv``
+    straight into a caller's buffer (no memory map, no intermediate copy) when its stored type
+    is bfloat16 / float16 / float32, and widens any other type to float32 through a view of
+    the file. Reads are thread-safe."""
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self._where: dict[str, SafetensorsFile] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self._fds: dict[Path, int] = {}
+        for f in files:
+            st = SafetensorsFile(f)
+            for name in st.keys():
+                self._where[name] = st
+                self.shapes[name] = tuple(st._entries[name]["shape"])
+
+    def dtype(self, name: str) -> np.dtype:
+        """The type :meth:`read_into` writes: the stored one if native, else float32."""
+        dt = self._where[name].span(name)[0]
+        return dt if dt in NATIVE else np.dtype(np.float32)
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        """Fills ``out`` (C-contiguous, the tensor's stored shape and :meth:`dtype`)."""
+        st = self._where[name]
+        dt, shape, start, n = st.span(name)
+        if dt not in NATIVE:
+            out[...] = st.get(name).astype(np.float32)
+            return
+        assert out.flags.c_contiguous and out.dtype == dt and out.nbytes == n, name
+        fd = self._fds.get(st.path)
+        if fd is None:
+            fd = self._fds[st.path] = os.open(st.path, os.O_RDONLY)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < n:  # preadv may return less (Linux caps one call at ~2 GiB)
+            got = os.preadv(fd, [view[done:]], start + done)
+            if got <= 0:
+                raise ValueError(f"{st.path}: tensor {name!r} is cut short (file truncated?)")
+            done += got
+
+    def close(self, _close=os.close) -> None:
+        """Closes the file descriptors (reads after this reopen them)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            _close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def plan_tensors(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]],
+                 source: str = "checkpoint") -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Which HF tensor fills what, checked before any data is read: (``layers``: our key ->
+    the HF name of each layer 0..L-1, ``globals``: our key -> HF name). ``shapes``: HF name ->
+    stored shape, in file order. Raises the same errors as :func:`assemble_params` (a tensor of
+    a layer the config lacks, a wrong shape, missing tensors) and warns once about unused
+    ones."""
+    lmap = keymaps.layer_map(cfg)
+    ours_shapes = keymaps.param_shapes(cfg)
+    glob_shapes = keymaps.global_shapes(cfg)
+    n_layers = cfg.num_layers
+    layers: dict[str, list] = {k: [None] * n_layers for k in ours_shapes}
+    glob: dict[str, str] = {}
+    unused: list[str] = []
+    for name, shape in shapes.items():
+        m = _LAYER_RE.match(name)
+        if m and m.group(2) in lmap:
+            i = int(m.group(1))
+            ours, n_in = lmap[m.group(2)]
+            if i >= n_layers:
+                raise ValueError(f"{source}: tensor {name!r} is for layer {i}, but the config "
+                                 f"has {n_layers} layers")
+            want = keymaps.hf_shape(n_in, ours_shapes[ours])
+            if tuple(shape) != want:
+                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, "
+                                 f"expected {want} from config.json")
+            layers[ours][i] = name
+        elif name in keymaps.GLOBAL_KEYS:
+            ours = keymaps.GLOBAL_KEYS[name]
+            if ours not in glob_shapes:
+                continue
+            if tuple(shape) != glob_shapes[ours]:
+                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, "
+                                 f"expected {glob_shapes[ours]} from config.json")
+            glob[ours] = name
+        elif not _IGNORED.search(name):
+            unused.append(name)
+    missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()
+               for i in range(n_layers) if layers[ours][i] is None]
+    inv = {v: k for k, v in keymaps.GLOBAL_KEYS.items()}
+    missing += [inv[k] for k in glob_shapes if k not in glob]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{more}")
+    if unused:
+        warnings.warn(f"{source}: ignored {len(unused)} tensor(s) no {cfg.family} layer uses, "
+                      f"e.g. {unused[:3]}", stacklevel=3)
+    return layers, glob
 
 
 def load_hf_dir(path: str | Path, dtype=np.float32) -> tuple[ModelConfig, dict]:
