@@ -174,6 +174,26 @@ def copy_ours(dst: np.ndarray, n_in: int, w: np.ndarray) -> None:
         d2[:, r:r + _STRIPE] = w[r:r + _STRIPE].T
 
 
+def layer_tensor(source, name: str, shape, lmap: dict, shapes: dict, n_layers: int
+                 ) -> tuple[str, int, int] | None:
+    """(our key, layer, input axes) of the per-layer HF tensor ``name``, checked against the
+    config (its layer exists, its shape is the one ``config.json`` implies), or None when
+    ``name`` is not a per-layer tensor of this family."""
+    m = _LAYER_RE.match(name)
+    if not (m and m.group(2) in lmap):
+        return None
+    i = int(m.group(1))
+    ours, n_in = lmap[m.group(2)]
+    if i >= n_layers:
+        raise ValueError(f"{source}: tensor {name!r} is for layer {i}, but the config has "
+                         f"{n_layers} layers")
+    want = keymaps.hf_shape(n_in, shapes[ours])
+    if tuple(shape) != want:
+        raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, expected {want} "
+                         "from config.json")
+    return ours, i, n_in
+
+
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                     dtype=np.float32, source: str = "checkpoint") -> dict:
     """Builds the stacked param tree (``mrr_jax.core.spec``) from HF-named tensors, as host
@@ -192,17 +212,9 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
     out: dict = {}
     unused: list[str] = []
     for name, w in tensors:
-        m = _LAYER_RE.match(name)
-        if m and m.group(2) in lmap:
-            i = int(m.group(1))
-            ours, n_in = lmap[m.group(2)]
-            if i >= n_layers:
-                raise ValueError(f"{source}: tensor {name!r} is for layer {i}, but the config "
-                                 f"has {n_layers} layers")
-            want = keymaps.hf_shape(n_in, shapes[ours])
-            if tuple(w.shape) != want:
-                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
-                                 f"expected {want} from config.json")
+        hit = layer_tensor(source, name, w.shape, lmap, shapes, n_layers)
+        if hit:
+            ours, i, n_in = hit
             copy_ours(stacked[ours][i], n_in, w)
             seen.add((ours, i))
         elif name in keymaps.GLOBAL_KEYS:
@@ -297,17 +309,9 @@ def plan_tensors(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]],
     glob: dict[str, str] = {}
     unused: list[str] = []
     for name, shape in shapes.items():
-        m = _LAYER_RE.match(name)
-        if m and m.group(2) in lmap:
-            i = int(m.group(1))
-            ours, n_in = lmap[m.group(2)]
-            if i >= n_layers:
-                raise ValueError(f"{source}: tensor {name!r} is for layer {i}, but the config "
-                                 f"has {n_layers} layers")
-            want = keymaps.hf_shape(n_in, ours_shapes[ours])
-            if tuple(shape) != want:
-                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, "
-                                 f"expected {want} from config.json")
+        hit = layer_tensor(source, name, shape, lmap, ours_shapes, n_layers)
+        if hit:
+            ours, i, _ = hit
             layers[ours][i] = name
         elif name in keymaps.GLOBAL_KEYS:
             ours = keymaps.GLOBAL_KEYS[name]
