@@ -58,3 +58,22 @@ def test_max_queries_and_cli_errors(tiny_model, data, tmp_path, capsys):
                       str(data / "bm25" / "dev.trec"), "--plans", "depth=x"]) == 2
     err = capsys.readouterr().err
     assert "depth must be an integer" in err and "Traceback" not in err
+
+
+def test_shared_passes_give_the_same_rows_as_one_pass_per_plan(tiny_model, data):
+    """Plans with one compression schedule share a pass (exits at each depth); every row's
+    per-query values are those of the plan run alone."""
+    rr = Reranker.from_pretrained(tiny_model)
+    plans = ["full", "depth=4", "depth=5 compress=2:2", "depth=6 compress=2:2", "compress=3:2"]
+    resolved = [rr.resolve_plan(p) for p in plans]
+    assert grid.shared_passes(resolved) == [[0, 1], [2, 3], [4]]
+    kw = dict(top_k=5, batch_size=10, max_length=40, query_max_length=8)
+    alone = grid.plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", plans, **kw)
+    shared = grid.plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", plans,
+                            share_passes=True, **kw)
+    for a, b in zip(alone[:-1], shared[:-1]):
+        assert a["plan"] == b["plan"] and a["flops"] == b["flops"]
+        assert b["per_query"] == a["per_query"]
+        assert b["score_stats"]["mean"] == pytest.approx(a["score_stats"]["mean"], abs=1e-5)
+    assert shared[1]["shared_pass"] == ["full", "depth=4"] and "shared_pass" not in alone[1]
+    assert shared[0]["seconds"] == shared[1]["seconds"]  # one pass, one time

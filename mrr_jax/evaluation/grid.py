@@ -82,15 +82,28 @@ def precompile(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[in
 
 
 def score_plan(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[int]],
-               plan: Plan, batch_size: int, on_batch: Callable[[int], None]) -> np.ndarray:
-    """Scores [n] float32 of every pair under resolved ``plan`` (exit at its depth), scored in
-    ``batches``; ``on_batch(rows)`` after each."""
-    out = np.zeros(len(encoded), np.float32)
+               plan: Plan, batch_size: int, on_batch: Callable[[int], None],
+               exits: Sequence[int] | None = None) -> np.ndarray:
+    """Scores [len(exits), n] float32 of every pair under resolved ``plan`` at ``exits``
+    (default: its depth), scored in ``batches``; ``on_batch(rows)`` after each."""
+    exits = list(exits or [plan.depth])
+    out = np.zeros((len(exits), len(encoded)), np.float32)
     for idx in batches:
-        out[idx] = rr.score_encoded([encoded[i] for i in idx], plan=plan, exits=[plan.depth],
-                                    batch_size=batch_size)[0]
+        out[:, idx] = rr.score_encoded([encoded[i] for i in idx], plan=plan, exits=exits,
+                                       batch_size=batch_size)
         on_batch(len(idx))
     return out
+
+
+def shared_passes(plans: Sequence[Plan]) -> list[list[int]]:
+    """Indices of resolved ``plans`` grouped by what they run before their exit: the same
+    compression schedule and mode. A group is one pass of its deepest plan with an exit at
+    every member's depth (a shallower member's exit is a prefix of it: the same numbers as
+    running it alone, in the default mode)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault((plan.compress, plan.mode), []).append(i)
+    return list(groups.values())
 
 
 @dataclasses.dataclass
@@ -142,7 +155,7 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
               out: PathLike | None = None, *, batch_size: int = 16,
               tokens_per_batch: int | None = None, max_length: int = 512,
               query_max_length: int | None = None, baseline_name: str | None = None,
-              progress: bool = False) -> list[dict[str, Any]]:
+              progress: bool = False, share_passes: bool = False) -> list[dict[str, Any]]:
     """Re-ranks ``split`` of the BEIR folder ``data_dir`` under each plan; returns grid rows.
 
     Rows (in ``plans`` order, then the baseline): ``plan`` (as given), ``plan_resolved``,
@@ -151,7 +164,10 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     pair), ``flops_rel`` (relative to the full model on the same pairs), ``seconds``
     (scoring, compile excluded),
     ``compile_seconds``, ``pairs``, ``pairs_per_second``, ``queries``, ``truncated``. The
-    baseline row is the first-stage run cut to ``top_k``, with ``flops == 0``. With ``out``,
+    baseline row is the first-stage run cut to ``top_k``, with ``flops == 0``. With
+    ``share_passes``, plans of one compression schedule are scored in one pass
+    (:func:`shared_passes`); their rows then carry the pass's ``seconds`` and ``shared_pass``
+    (the plans in it). With ``out``,
     ``grid.json``, ``grid.md`` and ``grid.png`` are written there."""
     g = grid_pairs(rr, data_dir, split, first_stage, top_k, max_queries, batch_size=batch_size,
                    tokens_per_batch=tokens_per_batch, max_length=max_length,
@@ -160,7 +176,10 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     with_candidates = len({q for q, _ in g.keys})
     _log(f"grid: {len(g.qids)} queries ({with_candidates} with candidates), {len(g.encoded)} "
          f"pairs, {len(g.batches)} batches, {g.truncated} truncated", progress)
-    rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
+    if share_passes:
+        rows = shared_rows(rr, g, plans, metrics, batch_size, progress)
+    else:
+        rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
     per_query = evaluate_per_query(g.first, g.judged, metrics)
     rows.append({"plan": baseline_name or _baseline_name(first_stage),
                  "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
@@ -179,8 +198,37 @@ def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_
     compile_s = precompile(rr, g.encoded, g.batches, plan, (plan.depth,), batch_size)
     with _bar(len(g.encoded), str(given), progress) as bar:
         t0 = time.perf_counter()
-        scores = score_plan(rr, g.encoded, g.batches, plan, batch_size, bar.update)
+        scores = score_plan(rr, g.encoded, g.batches, plan, batch_size, bar.update)[0]
         seconds = time.perf_counter() - t0
+    return _row(rr, g, given, plan, scores, metrics, seconds, compile_s, progress)
+
+
+def shared_rows(rr, g: GridPairs, plans: Sequence[str | Plan], metrics: Sequence[str],
+                batch_size: int, progress: bool) -> list[dict[str, Any]]:
+    """The rows of ``plans`` (in order), each group of :func:`shared_passes` scored in one pass
+    of its deepest plan."""
+    resolved = [rr.resolve_plan(x) for x in plans]
+    rows: list[dict[str, Any] | None] = [None] * len(plans)
+    for group in shared_passes(resolved):
+        deepest = max((resolved[i] for i in group), key=lambda p: p.depth)
+        exits = sorted({resolved[i].depth for i in group})
+        compile_s = precompile(rr, g.encoded, g.batches, deepest, exits, batch_size)
+        names = [str(plans[i]) for i in group]
+        with _bar(len(g.encoded), " + ".join(names), progress) as bar:
+            t0 = time.perf_counter()
+            scores = score_plan(rr, g.encoded, g.batches, deepest, batch_size, bar.update,
+                                exits)
+            seconds = time.perf_counter() - t0
+        for i in group:
+            rows[i] = _row(rr, g, plans[i], resolved[i], scores[exits.index(resolved[i].depth)],
+                           metrics, seconds, compile_s, progress)
+            rows[i]["shared_pass"] = names
+    return rows
+
+
+def _row(rr, g: GridPairs, given: str | Plan, plan: Plan, scores: np.ndarray,
+         metrics: Sequence[str], seconds: float, compile_s: float, progress: bool
+         ) -> dict[str, Any]:
     reranked: dict[str, dict[str, float]] = {}
     for (qid, docid), s in zip(g.keys, scores):
         reranked.setdefault(qid, {})[docid] = float(s)
@@ -260,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
                    "(applied per plan: stage1/vertical always, horizontal for its ratio)")
     p.add_argument("--baseline-name", help="name of the first-stage row (default BM25 when "
                    "the file name says bm25)")
+    p.add_argument("--share-passes", action="store_true", help="score plans with the same "
+                   "compression schedule in one pass (exits at each depth); their seconds "
+                   "are then the shared pass's")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
@@ -302,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          args.max_queries, args.out, batch_size=args.batch_size,
                          tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
                          query_max_length=args.query_max_length,
-                         baseline_name=args.baseline_name, progress=args.progress)
+                         baseline_name=args.baseline_name, progress=args.progress,
+                         share_passes=args.share_passes)
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -102,7 +102,7 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
     rows = plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,
                      max_length=c.data.query_max_len + c.data.passage_max_len,
-                     query_max_length=c.data.query_max_len, progress=True)
+                     query_max_length=c.data.query_max_len, progress=True, share_passes=True)
     cached.write_text(json.dumps({"rows": rows, "demo": {"max_queries": max_queries,
                                                          "top_k": top_k}}) + "\n")
     return rows
