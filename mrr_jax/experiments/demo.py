@@ -203,8 +203,8 @@ def plot(rows: list[dict[str, Any]], names: Sequence[str], path: Path,
 
 
 def write_report(out: Path, stem: str, grids: dict[str, list[dict[str, Any]]],
-                 extra: dict[str, Any]) -> str:
-    """Writes OUT/<stem>.{json,md,png}; returns the markdown table."""
+                 extra: dict[str, Any], title: str | None = None) -> str:
+    """Writes OUT/<stem>.{json,md,png} (``title``: the plot's); returns the markdown table."""
     from mrr_jax.data.fileio import atomic_write_bytes
 
     names = list(grids)
@@ -213,7 +213,7 @@ def write_report(out: Path, stem: str, grids: dict[str, list[dict[str, Any]]],
     atomic_write_bytes(out / f"{stem}.md", table.encode())
     atomic_write_bytes(out / f"{stem}.json", (json.dumps(
         {"rows": rows, **extra}, indent=2) + "\n").encode())
-    plot(rows, names, out / f"{stem}.png")
+    plot(rows, names, out / f"{stem}.png", *([title] if title else []))
     return table
 
 
