@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-gpu model test test-fast lint demo ablation clean
+.PHONY: install install-gpu model test test-fast lint demo ablation ablation-gpu clean
 
 # The venv is (re)built whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -52,6 +52,11 @@ demo: model
 # The four-way ablation of the README (reuses a finished demo's stage 1 and stage 2).
 ablation: model
 	$(PY) -m mrr_jax.ablation --out out/ablation --demo out/demo
+
+# The same ablation at a GPU budget (configs/smollm2_135m_gpu.py), on one GPU after
+# `make install-gpu`: trains all four variants itself.
+ablation-gpu: model
+	$(PY) -m mrr_jax.ablation --config configs/smollm2_135m_gpu.py --out out/ablation_gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
