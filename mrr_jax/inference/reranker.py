@@ -16,6 +16,7 @@ from mrr_jax.core.decoder import Params
 from mrr_jax.core.forward import score_forward
 from mrr_jax.core.lora import Adapter
 from mrr_jax.core.plan import Plan
+from mrr_jax.inference import rank_args
 from mrr_jax.inference.adapters import PlanAdapter, adapter_heads, adapters_for
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
@@ -333,7 +334,8 @@ class Reranker:
         return scores if exits is not None else scores[0]
 
     def rank(self, query: str, documents: Iterable[str], *, plan: Plan | str | None = None,
-             top_k: int | None = None, **kwargs) -> list[dict]:
+             top_k: int | None = None, first_stage_scores: Sequence[float] | None = None,
+             fuse: float | None = None, fuse_norm: str = "minmax", **kwargs) -> list[dict]:
         """Documents sorted by score, best first: ``[{"index", "score", "document"}]``.
 
         ``query``: a non-empty str. ``documents``: str passages, in a list, a tuple or any
@@ -344,51 +346,29 @@ class Reranker:
         else is an error. ``"index"`` is the document's position in ``documents``; ties keep
         that order. Other keywords (``batch_size``, ``max_length``, ...) go to
         :meth:`compute_score`, except ``exits``: a ranking is read at one exit (the plan's
-        depth)."""
+        depth).
+
+        ``fuse=w`` (in [0, 1]) ranks by the model's score fused with ``first_stage_scores``
+        (one per document, same order; e.g. BM25's), each normalised over these documents
+        (``fuse_norm``: ``minmax`` or ``zscore``): ``(1 - w) * model + w * first``, see
+        :mod:`mrr_jax.data.fusion`. Each result keeps the model's ``"score"`` and adds
+        ``"fused_score"``."""
         if "exits" in kwargs:
             raise TypeError("rank() takes no exits=: it ranks at the plan's depth (pass "
                             "plan='depth=N' to rank at exit N)")
-        docs = _documents(documents)
-        _check_text("query", query)
-        if top_k is not None and (isinstance(top_k, bool)
-                                  or not isinstance(top_k, numbers.Integral)):
-            raise TypeError(f"top_k must be None (all) or an int >= 1, got "
-                            f"{type(top_k).__name__} {top_k!r}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be None (all) or an int >= 1, got {top_k!r}")
+        docs = rank_args.documents_of(documents)
+        rank_args.check_text("query", query)
+        rank_args.check_top_k(top_k)
+        first = rank_args.first_stage_of(first_stage_scores, fuse, fuse_norm, len(docs))
         if not docs:
             return []
         scores = self.compute_score([(query, d) for d in docs], plan=plan, **kwargs)
-        order = np.argsort(-scores, kind="stable")[:None if top_k is None else int(top_k)]
-        return [{"index": int(i), "score": float(scores[i]), "document": docs[i]}
-                for i in order]
-
-
-def _check_text(name: str, text) -> None:
-    """``text`` must be a non-empty str (``name`` says which argument, in the message)."""
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError(f"{name} is empty")
-
-
-def _documents(documents) -> Sequence[str]:
-    """``rank``'s documents as a sequence of non-empty str (an iterable is read into a list)."""
-    if isinstance(documents, str | bytes | bytearray):
-        raise TypeError(f"documents must be a sequence of str, got one {type(documents).__name__}"
-                        " (to rank a single passage, pass [passage])")
-    if not isinstance(documents, Sequence):
-        if not isinstance(documents, Iterable):
-            raise TypeError(f"documents must be a sequence of str, got "
-                            f"{type(documents).__name__}")
-        documents = list(documents)
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, str):
-            raise TypeError(f"documents must be a sequence of str: documents[{i}] is "
-                            f"{type(doc).__name__}")
-        if not doc.strip():
-            raise ValueError(f"documents[{i}] is empty")
-    return documents
+        key = scores if first is None else rank_args.fused_scores(scores, first, fuse,
+                                                                  fuse_norm)
+        order = np.argsort(-key, kind="stable")[:None if top_k is None else int(top_k)]
+        return [{"index": int(i), "score": float(scores[i]),
+                 **({} if first is None else {"fused_score": float(key[i])}),
+                 "document": docs[i]} for i in order]
 
 
 def _one_token(tokenizer, text: str, path: Path, instead: str) -> int:

@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mrr_jax.score", argument_default=argparse.SUPPRESS,
         description="Re-rank the top-k candidates of a first-stage run under one or more plans; "
-                    "sharded, resumable; writes OUT/run.trec (TREC run).")
+                    "sharded, resumable; writes OUT/run.trec (TREC run; with --fuse the fused "
+                    "run, and OUT/run.model.trec the model alone).")
     src = p.add_argument_group("inputs")
     src.add_argument("--model", help="HF model directory, .gguf file, or 'smollm2' (the cached "
                      "SmolLM2-135M-Instruct)")
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, help="rows per batch at most (default 32)")
     m.add_argument("--tokens-per-batch", type=int, help="token budget: rows * padded length "
                    "<= this (length-sorted batches)")
+    f = p.add_argument_group("first-stage fusion (off by default)")
+    f.add_argument("--fuse", type=float, metavar="WEIGHT",
+                   help="rank by (1 - WEIGHT) * model + WEIGHT * first stage, each "
+                   "normalised per query (WEIGHT in [0, 1]; the first-stage scores are those of "
+                   "--run): OUT/run.trec is then the fused run and OUT/run.model.trec the model "
+                   "alone. Choose WEIGHT on dev qrels with python -m mrr_jax.fusion")
+    f.add_argument("--fuse-norm", choices=("minmax", "zscore"),
+                   help="per-query normalisation of both scores (default minmax)")
     j = p.add_argument_group("job")
     j.add_argument("--out", help="output folder: run.trec, summary.json, shards/")
     j.add_argument("--shard", help="i/n: this process scores shard i of n (default: "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrr_jax.core.plan import Plan
+from mrr_jax.data.fusion import check_norm, check_weight
 from mrr_jax.data.required import require_file
 from mrr_jax.runtime.digest import file_sha256, json_digest
 
@@ -49,6 +50,8 @@ class JobConfig:
     tag: str = "mrr_jax"
     distributed: bool = False
     progress: bool = True
+    fuse: float | None = None
+    fuse_norm: str = "minmax"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> JobConfig:
@@ -92,6 +95,7 @@ class JobConfig:
             raise JobError(f"--on-missing must be 'error' or 'warn', got {self.on_missing!r}")
         if not self.plan:
             raise JobError("no --plan given")
+        self._validate_fuse()
         for a in self.adapters:
             if not Path(a).is_dir():
                 raise JobError(f"--adapters {a}: no such adapter folder")
@@ -99,22 +103,41 @@ class JobConfig:
             if getattr(self, name):
                 require_file(getattr(self, name), f"--{name}")
 
+    def _validate_fuse(self) -> None:
+        """``--fuse WEIGHT`` in [0, 1], with the first-stage scores of ``--run``."""
+        if self.fuse is None:
+            if self.fuse_norm != "minmax":
+                raise JobError("--fuse-norm is used only with --fuse WEIGHT")
+            return
+        try:
+            check_weight(self.fuse)
+            check_norm(self.fuse_norm)
+        except ValueError as e:
+            raise JobError(f"--fuse: {e}") from None
+        if self.candidates:
+            raise JobError("--fuse takes the first-stage scores from --run; it cannot be used "
+                           "with --candidates")
+
     def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
         """What the results depend on (``model``: the resolved model path; inputs and adapters
         fingerprinted): two runs of the same job share it; the shard, --resume, --out and
-        display options are left out. ``adapters`` appears only when some are given, so jobs
-        without adapters keep the hash they had before the key existed."""
+        display options are left out. ``adapters`` appears only when some are given, and
+        ``fuse`` (``{weight, norm}``) only with ``--fuse``, so other jobs keep the hash they had
+        before these keys existed."""
         return {
             "version": FORMAT_VERSION,
-            "model": _fingerprint(str(model)),
-            **({"adapters": [_fingerprint(a) for a in self.adapters]} if self.adapters else {}),
-            "inputs": {name: _fingerprint(getattr(self, name))
+            "model": input_fingerprint(str(model)),
+            **({"adapters": [input_fingerprint(a) for a in self.adapters]}
+               if self.adapters else {}),
+            "inputs": {name: input_fingerprint(getattr(self, name))
                        for name in ("corpus", "queries", "run", "candidates")
                        if getattr(self, name)},
             "plans": [str(p) for p in plans],
             **{name: getattr(self, name) for name in (
                 "top_k", "batch_size", "tokens_per_batch", "max_length", "query_max_length",
                 "dtype", "compat", "chunk_pairs", "max_queries", "on_missing", "tag")},
+            **({"fuse": {"weight": float(self.fuse), "norm": self.fuse_norm}}
+               if self.fuse is not None else {}),
         }
 
 
@@ -129,6 +152,8 @@ def _typed(name: str, value: Any, source: str) -> Any:
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
     elif name in _BOOL_KEYS:
         ok = isinstance(value, bool)
+    elif name == "fuse":
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
     elif name in ("plan", "adapters"):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
@@ -148,7 +173,7 @@ def job_fingerprint(hashed: Mapping[str, Any]) -> str:
 _HASH_LIMIT = 1 << 28
 
 
-def _fingerprint(path: str) -> dict[str, Any]:
+def input_fingerprint(path: str) -> dict[str, Any]:
     """Identity of an input: absolute path, size and SHA-256 (size and mtime past 256 MiB); for a
     model directory, that of each file in it."""
     p = Path(path)

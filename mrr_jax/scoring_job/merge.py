@@ -1,6 +1,13 @@
 """Merging finished shards: ``OUT/run.trec`` (the first plan), ``OUT/run.<plan>.trec`` for each
 plan when there are several, and ``OUT/summary.json``.
 
+With ``--fuse`` (the manifests' ``config["fuse"]``: ``{weight, norm}``) the model's scores are
+fused with the first stage's (those of ``--run``, re-read here and checked against the job's
+fingerprint of it; :func:`mrr_jax.data.fusion.fuse_run` over each query's candidates):
+``OUT/run.trec`` is the first plan fused and ``OUT/run.model.trec`` the first plan alone (what
+``OUT/run.trec`` is without ``--fuse``); with several plans each also gets
+``OUT/run.<plan>.fused.trec`` beside its model-alone ``OUT/run.<plan>.trec``.
+
 Every chunk of the job must be finished exactly once, by shards of one shard count and one job
 fingerprint; else :class:`~mrr_jax.scoring_job.config.JobError`. Files are written under a name
 private to this process and renamed, so two shards merging at the same moment cannot interleave.
@@ -19,15 +26,17 @@ from typing import Any
 from mrr_jax.core.plan import Plan
 from mrr_jax.data import trec
 from mrr_jax.data.fileio import atomic_write
+from mrr_jax.data.fusion import fuse_run
 from mrr_jax.data.records import Run
 from mrr_jax.scoring_job.chunks import read_chunk
-from mrr_jax.scoring_job.config import JobError
+from mrr_jax.scoring_job.config import JobError, input_fingerprint
 from mrr_jax.scoring_job.manifest import read_manifest, shard_dir, shard_dirs
 from mrr_jax.scoring_job.plans import group_plans, plan_filename
 
 
 def merge(out: Path, num_shards: int | None = None) -> Path:
-    """Merges complete shards into ``OUT/run.trec`` (+ one run per plan) and ``summary.json``.
+    """Merges complete shards into ``OUT/run.trec`` (+ one run per plan, + the model-alone and
+    fused runs with ``--fuse``; see the module docstring) and ``summary.json``.
 
     ``num_shards``: which shard count to merge (default: the one found under ``OUT/shards``).
     Every chunk of the job must be finished exactly once, else :class:`JobError`."""
@@ -36,19 +45,45 @@ def merge(out: Path, num_shards: int | None = None) -> Path:
     manifests = _complete_manifests(out, num_shards)
     plans = manifests[0]["plans"]
     runs = _merged_runs(out, num_shards, manifests)
-    tag = manifests[0]["config"]["tag"]
+    config = manifests[0]["config"]
+    tag = config["tag"]
+    fused = _fused_runs(runs, config) if config.get("fuse") else None
     names = {}
     for j, plan in enumerate(plans):
-        targets = ["run.trec"] if j == 0 else []
-        if len(plans) > 1:
-            targets.append(f"run.{plan_filename(plan)}.trec")
-        for name in targets:
-            _write_run_atomic(out / name, runs[j], tag)
-        names[plan] = targets
+        targets = _targets(j, plan, len(plans) > 1, fused is not None)
+        for name, is_fused in targets:
+            _write_run_atomic(out / name, fused[j] if is_fused else runs[j], tag)
+        names[plan] = [name for name, _ in targets]
     _write_summary(out, manifests, names)
     print(f"merged {num_shards} shard(s): {sum(len(r) for r in runs[:1])} queries -> "
-          + ", ".join(str(out / n[-1]) for n in names.values()), file=sys.stderr)
+          + ", ".join(str(out / n) for n in dict.fromkeys(x for v in names.values() for x in v)),
+          file=sys.stderr)
     return out / "run.trec"
+
+
+def _targets(j: int, plan: str, several: bool, fused: bool) -> list[tuple[str, bool]]:
+    """``(file name, fused?)`` of plan ``j``'s runs."""
+    out = ([("run.trec", True), ("run.model.trec", False)] if fused else [("run.trec", False)]
+           ) if j == 0 else []
+    if several:
+        out.append((f"run.{plan_filename(plan)}.trec", False))
+        if fused:
+            out.append((f"run.{plan_filename(plan)}.fused.trec", True))
+    return out
+
+
+def _fused_runs(runs: Sequence[Run], config: Mapping[str, Any]) -> list[Run]:
+    """Each plan's run fused with the first stage's scores (``config["fuse"]``), read from the
+    job's ``--run`` file, which must be the one the job was started with."""
+    spec = config["inputs"].get("run")
+    if spec is None:
+        raise JobError("--fuse needs the first-stage scores of --run; this job has no --run")
+    if input_fingerprint(spec["path"]) != spec:
+        raise JobError(f"{spec['path']}: the first-stage run is missing or changed since the "
+                       "job started; --fuse reads its scores when merging, so restore it")
+    first = trec.load_run(spec["path"])
+    fuse = config["fuse"]
+    return [fuse_run(run, first, fuse["weight"], fuse["norm"]) for run in runs]
 
 
 def _only_shard_count(out: Path) -> int:
@@ -126,6 +161,7 @@ def _summary(manifests: Sequence[Mapping[str, Any]],
         "pairs": pairs,
         "truncated": sum(c["truncated"] for c in chunks),
         "skipped_entries": first.get("skipped_entries", 0),
+        **({"fuse": first["config"]["fuse"]} if "fuse" in first["config"] else {}),
         "num_shards": len(manifests),
         "chunks": len(chunks),
         "scoring_seconds": seconds,

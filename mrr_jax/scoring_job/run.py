@@ -125,6 +125,7 @@ def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, An
         "pairs": sum(len(u.docids) for k in mine for u in chunks[k]),
         "queries": sum(len(chunks[k]) for k in mine),
         "skipped_entries": inputs.skipped_entries,
+        **({"fuse": hashed["fuse"]} if "fuse" in hashed else {}),
     }
 
 
