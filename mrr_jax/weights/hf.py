@@ -20,7 +20,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import ml_dtypes
@@ -194,6 +194,53 @@ def layer_tensor(source, name: str, shape, lmap: dict, shapes: dict, n_layers: i
     return ours, i, n_in
 
 
+def tensor_slots(cfg: ModelConfig, source: str
+                 ) -> Callable[[str, Sequence[int]], tuple[str, int | None, int] | None]:
+    """``slot(name, shape)``: where HF tensor ``name`` goes, checked against the config: (our
+    key, layer, input axes) for a per-layer tensor, (our key, None, 0) for a global one, None
+    for one this model does not take (a stored ``lm_head`` of a tied model, or a tensor of no
+    family: :func:`unused_tensor` says whether to warn about it)."""
+    lmap, shapes = keymaps.layer_map(cfg), keymaps.param_shapes(cfg)
+    glob_shapes = keymaps.global_shapes(cfg)  # no lm_head when tied: a stored one is ignored
+
+    def slot(name: str, shape: Sequence[int]) -> tuple[str, int | None, int] | None:
+        hit = layer_tensor(source, name, shape, lmap, shapes, cfg.num_layers)
+        if hit or name not in keymaps.GLOBAL_KEYS:
+            return hit
+        ours = keymaps.GLOBAL_KEYS[name]
+        if ours not in glob_shapes:
+            return None
+        if tuple(shape) != glob_shapes[ours]:
+            raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, "
+                             f"expected {glob_shapes[ours]} from config.json")
+        return ours, None, 0
+
+    return slot
+
+
+def unused_tensor(name: str) -> bool:
+    """Whether a tensor :func:`tensor_slots` does not take is worth a warning (not a known
+    global, not one of the always-ignored buffers)."""
+    return name not in keymaps.GLOBAL_KEYS and not _IGNORED.search(name)
+
+
+def check_complete(cfg: ModelConfig, slots: set[tuple[str, int | None]], unused: list[str],
+                   source: str, stacklevel: int) -> None:
+    """Raises KeyError naming the tensors missing from ``slots`` ((our key, layer) filled;
+    layer None for globals) and warns once about ``unused`` ones."""
+    missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in
+               keymaps.layer_map(cfg).items() for i in range(cfg.num_layers)
+               if (ours, i) not in slots]
+    inv = {v: k for k, v in keymaps.GLOBAL_KEYS.items()}
+    missing += [inv[k] for k in keymaps.global_shapes(cfg) if (k, None) not in slots]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{more}")
+    if unused:
+        warnings.warn(f"{source}: ignored {len(unused)} tensor(s) no {cfg.family} layer uses, "
+                      f"e.g. {unused[:3]}", stacklevel=stacklevel + 1)
+
+
 def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
                     dtype=np.float32, source: str = "checkpoint") -> dict:
     """Builds the stacked param tree (``mrr_jax.core.spec``) from HF-named tensors, as host
@@ -203,41 +250,26 @@ def assemble_params(cfg: ModelConfig, tensors: Iterable[tuple[str, np.ndarray]],
 
     Every tensor's shape is checked; a missing or mis-shaped tensor raises an error naming it.
     Tensors no family uses are ignored with one warning."""
-    lmap = keymaps.layer_map(cfg)
-    shapes = keymaps.param_shapes(cfg)
-    glob_shapes = keymaps.global_shapes(cfg)  # no lm_head when tied: a stored one is ignored
-    n_layers = cfg.num_layers
-    stacked = {k: np.empty((n_layers, *s), dtype) for k, s in shapes.items()}
-    seen: set[tuple[str, int]] = set()
+    stacked = {k: np.empty((cfg.num_layers, *shape), dtype)
+               for k, shape in keymaps.param_shapes(cfg).items()}
     out: dict = {}
+    filled: set[tuple[str, int | None]] = set()
     unused: list[str] = []
+    slots = tensor_slots(cfg, source)
     for name, w in tensors:
-        hit = layer_tensor(source, name, w.shape, lmap, shapes, n_layers)
-        if hit:
-            ours, i, n_in = hit
-            copy_ours(stacked[ours][i], n_in, w)
-            seen.add((ours, i))
-        elif name in keymaps.GLOBAL_KEYS:
-            ours = keymaps.GLOBAL_KEYS[name]
-            if ours not in glob_shapes:
-                continue
-            if tuple(w.shape) != glob_shapes[ours]:
-                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(w.shape)}, "
-                                 f"expected {glob_shapes[ours]} from config.json")
+        slot = slots(name, w.shape)
+        if slot is None:
+            if unused_tensor(name):
+                unused.append(name)
+            continue
+        ours, i, n_in = slot
+        if i is None:
             out[ours] = np.empty(w.shape, dtype)  # a copy: ``w`` may be a view of the file
             copy_ours(out[ours], 0, w)
-        elif not _IGNORED.search(name):
-            unused.append(name)
-    missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()
-               for i in range(n_layers) if (ours, i) not in seen]
-    inv = {v: k for k, v in keymaps.GLOBAL_KEYS.items()}
-    missing += [inv[k] for k in glob_shapes if k not in out]
-    if missing:
-        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{more}")
-    if unused:
-        warnings.warn(f"{source}: ignored {len(unused)} tensor(s) no {cfg.family} layer uses, "
-                      f"e.g. {unused[:3]}", stacklevel=2)
+        else:
+            copy_ours(stacked[ours][i], n_in, w)
+        filled.add((ours, i))
+    check_complete(cfg, filled, unused, source, stacklevel=2)
     out["layers"] = stacked
     return out
 
@@ -301,38 +333,22 @@ def plan_tensors(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]],
     stored shape, in file order. Raises the same errors as :func:`assemble_params` (a tensor of
     a layer the config lacks, a wrong shape, missing tensors) and warns once about unused
     ones."""
-    lmap = keymaps.layer_map(cfg)
-    ours_shapes = keymaps.param_shapes(cfg)
-    glob_shapes = keymaps.global_shapes(cfg)
-    n_layers = cfg.num_layers
-    layers: dict[str, list] = {k: [None] * n_layers for k in ours_shapes}
+    layers: dict[str, list] = {k: [None] * cfg.num_layers for k in keymaps.param_shapes(cfg)}
     glob: dict[str, str] = {}
     unused: list[str] = []
+    slots = tensor_slots(cfg, source)
     for name, shape in shapes.items():
-        hit = layer_tensor(source, name, shape, lmap, ours_shapes, n_layers)
-        if hit:
-            ours, i, _ = hit
-            layers[ours][i] = name
-        elif name in keymaps.GLOBAL_KEYS:
-            ours = keymaps.GLOBAL_KEYS[name]
-            if ours not in glob_shapes:
-                continue
-            if tuple(shape) != glob_shapes[ours]:
-                raise ValueError(f"{source}: tensor {name!r} has shape {tuple(shape)}, "
-                                 f"expected {glob_shapes[ours]} from config.json")
-            glob[ours] = name
-        elif not _IGNORED.search(name):
-            unused.append(name)
-    missing = [f"model.layers.{i}.{suffix}" for suffix, (ours, _) in lmap.items()
-               for i in range(n_layers) if layers[ours][i] is None]
-    inv = {v: k for k, v in keymaps.GLOBAL_KEYS.items()}
-    missing += [inv[k] for k in glob_shapes if k not in glob]
-    if missing:
-        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise KeyError(f"{source}: missing tensor(s) {missing[:5]}{more}")
-    if unused:
-        warnings.warn(f"{source}: ignored {len(unused)} tensor(s) no {cfg.family} layer uses, "
-                      f"e.g. {unused[:3]}", stacklevel=3)
+        slot = slots(name, shape)
+        if slot is None:
+            if unused_tensor(name):
+                unused.append(name)
+        elif slot[1] is None:
+            glob[slot[0]] = name
+        else:
+            layers[slot[0]][slot[1]] = name
+    check_complete(cfg, {(k, i) for k, names in layers.items()
+                         for i, n in enumerate(names) if n is not None}
+                   | {(k, None) for k in glob}, unused, source, stacklevel=3)
     return layers, glob
 
 
