@@ -93,10 +93,7 @@ class GGUFCheckpoint:
     def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """``(hf_name, shape)`` for every tensor ``tensors()`` yields, in the same order,
         without reading any data."""
-        return [
-            (hf_tensor_name(t.name), tuple(int(d) for d in reversed(t.shape)))
-            for t in self._weight_tensors()
-        ]
+        return list(self.source().shapes.items())
 
     def tensors(self, native: bool = False) -> Iterator[tuple[str, np.ndarray]]:
         """Yield ``(hf_name, float32 array)`` one tensor at a time, in file order; with
@@ -106,22 +103,11 @@ class GGUFCheckpoint:
         Matrices are (out_features, in_features), e.g. q_proj (heads*head_dim, hidden),
         embed_tokens (vocab, hidden); norms are (hidden,).
         """
-        n_head = self.hf_config["num_attention_heads"]
-        n_kv = self.hf_config["num_key_value_heads"]
         src = self.source()
-        for t in self._weight_tensors():
-            name = hf_tensor_name(t.name)
-            if native and t.tensor_type in GGUFSource._NATIVE:
-                w = np.empty(src.shapes[name], src.dtype(name))
-                src.read_into(name, w)
-                yield name, w
-                continue
-            w = _dequantize(t)
-            if t.name.endswith(".attn_q.weight"):
-                w = unpermute_qk(w, n_head)
-            elif t.name.endswith(".attn_k.weight"):
-                w = unpermute_qk(w, n_kv)
-            yield name, w
+        for name, shape in src.shapes.items():
+            w = np.empty(shape, src.dtype(name))
+            src.read_into(name, w)  # dequantized / un-permuted as GGUFSource reads it
+            yield name, (w if native else w.astype(np.float32, copy=False))
 
     def source(self) -> GGUFSource:
         """The tensors as a ``weights.streaming.TensorSource`` (read one at a time, F16 / BF16

@@ -203,8 +203,6 @@ def load_params(cfg: ModelConfig, source: TensorSource, dtype="bfloat16", mesh=N
     return out
 
 
-
-
 def load_checkpoint(path: Path, dtype: str = "float32", *, on_device: bool = True, mesh=None
                     ) -> tuple[ModelConfig, dict, object | None]:
     """(config, params, the ``GGUFCheckpoint`` or None) of an HF directory or ``.gguf`` file,
