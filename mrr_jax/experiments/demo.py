@@ -67,16 +67,37 @@ def train_stage(config: str | Path, arg: str, workdir: Path, data: Path,
                 overrides: Sequence[str] = ()) -> dict:
     """Runs (or resumes, or reuses) one training run of ``config`` with stage ``arg``;
     returns its summary."""
+    c = load(config, arg, ["eval.plans=()", *overrides])
+    c.data.train = local_rows(c.data.train, data)
+    return run_once(c, workdir)
+
+
+def run_once(c, workdir: Path) -> dict:
+    """Trains config ``c`` in ``workdir`` (resuming from its last checkpoint), or returns the
+    summary of a run there that already finished at ``c``'s steps. A run made here records
+    its wall time in its summary (``train_minutes``, this call's part of it)."""
+    from mrr_jax.data.fileio import atomic_write_bytes
     from mrr_jax.training import loop as train
 
     done = workdir / "summary.json"
-    c = load(config, arg, ["eval.plans=()", *overrides])
-    c.data.train = local_rows(c.data.train, data)
     if done.is_file():
         summary = json.loads(done.read_text())
         if summary.get("steps") == c.train.steps or not c.train.steps:
             return summary
-    return train.run(c, workdir)
+    t0 = time.time()
+    summary = train.run(c, workdir)
+    summary["train_minutes"] = round((time.time() - t0) / 60, 1)
+    atomic_write_bytes(done, (json.dumps(summary, indent=1) + "\n").encode())
+    return summary
+
+
+def model_of(c, adapters: Sequence[str | Path]):
+    """Config ``c``'s base model (its heads), on the device, with the saved ``adapters``."""
+    from mrr_jax.inference.adapters import PlanAdapter
+    from mrr_jax.training import loop as train
+
+    rr = train.load_model(c).place()
+    return rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
 
 
 def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, config: str | Path,
@@ -85,8 +106,6 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
     """The plan grid of the config's base model + ``adapters`` on the test split (cached in
     out/grids/name, rows with per-query values)."""
     from mrr_jax.evaluation.grid import plan_grid
-    from mrr_jax.inference.adapters import PlanAdapter
-    from mrr_jax.training import loop as train
 
     folder = out / "grids" / name
     cached = folder / "grid.json"
@@ -97,9 +116,8 @@ def grid(name: str, adapters: Sequence[str | Path], data: Path, out: Path, confi
                 saved.get("demo") == {"max_queries": max_queries, "top_k": top_k}:
             return rows
     c = load(config, "stage1")
-    rr = train.load_model(c).place()
-    rr = rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
-    rows = plan_grid(rr, data, "test", data / "bm25" / "test.trec", plans, top_k=top_k,
+    rows = plan_grid(model_of(c, adapters), data, "test", data / "bm25" / "test.trec", plans,
+                     top_k=top_k,
                      max_queries=max_queries, out=folder, batch_size=batch_size,
                      max_length=c.data.query_max_len + c.data.passage_max_len,
                      query_max_length=c.data.query_max_len, progress=True, share_passes=True)

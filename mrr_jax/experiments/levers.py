@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mrr_jax.experiments.demo import model_of, run_once
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "smollm2_135m_long.py"
 PLANS = ("full", "depth=20 compress=4:2,12:2")
@@ -61,19 +63,9 @@ def lever_config(config: str | Path, name: str, steps: int):
 
 
 def train_lever(config: str | Path, name: str, steps: int, out: Path) -> dict[str, Any]:
-    """Trains (or resumes, or reuses) lever ``name``; returns its summary + minutes."""
-    from mrr_jax.training import loop as train
-
-    workdir = out / name
-    c = lever_config(config, name, steps)
-    done = workdir / "summary.json"
-    if done.is_file() and json.loads(done.read_text()).get("steps") == c.train.steps:
-        return json.loads(done.read_text())
-    t0 = time.time()
-    summary = train.run(c, workdir)
-    summary["train_minutes"] = round((time.time() - t0) / 60, 1)
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    """Trains (or resumes, or reuses) lever ``name``; returns its summary (with
+    ``train_minutes``)."""
+    return run_once(lever_config(config, name, steps), out / name)
 
 
 def dev_grid(c, adapters: Sequence[Path], cache: Path, top_k: int) -> list[dict[str, Any]]:
@@ -81,15 +73,12 @@ def dev_grid(c, adapters: Sequence[Path], cache: Path, top_k: int) -> list[dict[
     on the example dev split: BM25's top ``top_k`` per query, the text cut as in training,
     :data:`PLANS` (those within the model's depth)."""
     from mrr_jax.evaluation.grid import plan_grid
-    from mrr_jax.inference.adapters import PlanAdapter
-    from mrr_jax.training import loop as train
     from mrr_jax.training.data import data_paths
 
     if cache.is_file():
         return json.loads(cache.read_text())["rows"]
     data = data_paths("example:dev")[0].parent
-    rr = train.load_model(c).place()
-    rr = rr.with_adapters([PlanAdapter.load(a, rr.cfg, rr.start_layer) for a in adapters])
+    rr = model_of(c, adapters)
     rows = plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", plans_for(rr.cfg.num_layers),
                      top_k=top_k, max_length=c.data.query_max_len + c.data.passage_max_len,
                      query_max_length=c.data.query_max_len, progress=True)
