@@ -1,10 +1,9 @@
 """Checkpoint load time: mrr_jax against ``transformers`` on the same safetensors directory.
 
 ``python -m mrr_jax.experiments.load_bench --layers 16 --hidden 2048 ...`` writes (once, then
-reuses) a random Llama-shaped **bfloat16** checkpoint with ``transformers`` (``LlamaConfig`` and
-``save_pretrained(safe_serialization=True)`` of a model built on the meta device and filled
-tensor by tensor from a fast numpy RNG: no slow ``nn.Linear`` init), then times, in separate
-child processes and alternating rounds,
+reuses) a random Llama-shaped **bfloat16** checkpoint (``random_model.write_tensors``: an HF
+``config.json`` and safetensors written tensor by tensor from a fast numpy RNG), then times, in
+separate child processes and alternating rounds,
 
 * ``mrr``: ``Reranker.from_pretrained(dir, dtype=<dtype>, yes_token_id=0)`` (weights on the
   default device, read by ``mrr_jax.weights.hf``; the clock stops once every array is ready);
@@ -52,30 +51,18 @@ def shape_args(a: argparse.Namespace) -> dict:
 
 def write_checkpoint(out: Path, shape: dict, seed: int = 0) -> Path:
     """A random bfloat16 Llama checkpoint of ``shape`` in ``out`` (reused when its marker
-    matches). Weights N(0, 0.02), norm scales 1."""
+    matches), written tensor by tensor by ``random_model.write_tensors``: weights N(0, 0.02),
+    norm scales 1."""
     marker = out / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == shape:
         return out
-    import numpy as np
-    import torch
-    import transformers
+    from mrr_jax.experiments import random_model
 
-    cfg = transformers.LlamaConfig(**shape, max_position_embeddings=4096,
-                                   torch_dtype="bfloat16")
-    with torch.device("meta"):
-        model = transformers.LlamaForCausalLM(cfg)
-    model = model.to_empty(device="cpu").to(torch.bfloat16)
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.fill_(1.0)
-            else:
-                x = rng.standard_normal(tuple(p.shape), dtype=np.float32)
-                x *= 0.02
-                p.copy_(torch.from_numpy(x))
+    config = {**random_model.LLAMA, **shape, "max_position_embeddings": 4096,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "torch_dtype": "bfloat16",
+              "mrr_jax_random": {"name": "load_bench", "std": random_model.STD}}
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    random_model.write_tensors(out, config, seed, min(8, os.cpu_count() or 1))
     marker.write_text(json.dumps(shape))
     return out
 

@@ -40,7 +40,7 @@ CHUNK = 1 << 24  # elements drawn per work item (64 MiB of float32 scratch)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MARKER = "random_model.json"  # written last: its presence marks a complete directory
 
-_LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu",
+LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_act": "silu",
           "attention_bias": False, "mlp_bias": False}
 _MISTRAL = {"model_type": "mistral", "architectures": ["MistralForCausalLM"],
             "hidden_act": "silu"}
@@ -62,7 +62,7 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "mistral-7b": ("mistralai/Mistral-7B-v0.1", _MISTRAL | _shape(
         4096, 32, 32, 8, 128, 14336, 32000, rope_theta=10000.0, sliding_window=4096,
         max_position_embeddings=32768, rms_norm_eps=1e-5, tie_word_embeddings=False)),
-    "llama3-8b": ("meta-llama/Meta-Llama-3-8B", _LLAMA | _shape(
+    "llama3-8b": ("meta-llama/Meta-Llama-3-8B", LLAMA | _shape(
         4096, 32, 32, 8, 128, 14336, 128256, rope_theta=500000.0,
         max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=False)),
     "qwen2-7b": ("Qwen/Qwen2-7B", _QWEN2 | _shape(
@@ -73,13 +73,13 @@ FAMILIES: dict[str, tuple[str, dict]] = {
         3584, 42, 16, 8, 256, 14336, 256000, rope_theta=10000.0, sliding_window=4096,
         query_pre_attn_scalar=256, max_position_embeddings=8192, rms_norm_eps=1e-6,
         tie_word_embeddings=True)),
-    "llama-1b": ("meta-llama/Llama-3.2-1B", _LLAMA | _shape(
+    "llama-1b": ("meta-llama/Llama-3.2-1B", LLAMA | _shape(
         2048, 16, 32, 8, 64, 8192, 128256, rope_theta=500000.0, rope_scaling={
             "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True)),
     # CPU-sized ones (tests, --quick): one per family.
-    "tiny": ("(none: CPU-sized Llama)", _LLAMA | _shape(
+    "tiny": ("(none: CPU-sized Llama)", LLAMA | _shape(
         64, 6, 4, 2, 16, 128, 49152, rope_theta=10000.0, max_position_embeddings=2048,
         rms_norm_eps=1e-5, tie_word_embeddings=True)),
     "tiny-mistral": ("(none: CPU-sized Mistral)", _MISTRAL | _shape(
@@ -214,7 +214,10 @@ def write_safetensors(path: Path, table, seed: int, workers: int) -> None:
             f.write(fut.result())
 
 
-def _write(out: Path, config: dict, seed: int, workers: int) -> None:
+def write_tensors(out: Path, config: dict, seed: int, workers: int) -> None:
+    """``config.json`` (``config``, with an ``mrr_jax_random`` entry naming it) and the random
+    bfloat16 safetensors of that model in ``out`` (sharded like transformers above
+    ``SHARD_BYTES``): N(0, STD) weights, norm scales at their identity."""
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     cfg = ModelConfig.from_hf(config, source=f"random model {config['mrr_jax_random']['name']}")
     groups = shards(tensor_table(cfg))
@@ -259,7 +262,7 @@ def write_random_model(name: str, out: str | Path | None = None, *, layers: int 
         for fname in TOKENIZER_FILES:
             if (tok_dir / fname).is_file():
                 shutil.copy(tok_dir / fname, tmp / fname)
-        _write(tmp, config, seed, workers or min(8, os.cpu_count() or 1))
+        write_tensors(tmp, config, seed, workers or min(8, os.cpu_count() or 1))
         (tmp / MARKER).write_text(json.dumps(config, indent=1) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
