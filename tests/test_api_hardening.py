@@ -106,6 +106,16 @@ def test_a_plan_shallower_than_the_first_exit_is_refused(rr):
     assert rr.compute_score(pairs, plan="depth=4").shape == (1,)  # the first exit itself
 
 
+@pytest.mark.parametrize("start_layer", [0, 7, 9])
+def test_a_start_layer_outside_the_model_is_refused(tiny_model, start_layer):
+    """The 6-layer model has no layer 0 or 7+ to put its first exit head on: one clear line,
+    not a numpy shape error."""
+    with pytest.raises(ValueError, match=f"start_layer {start_layer} is outside the model's "
+                                         r"6 layers \(the first exit head must be at a layer "
+                                         r"1\.\.6\)"):
+        Reranker.from_pretrained(tiny_model, start_layer=start_layer, place=False)
+
+
 def test_jobs_refuse_a_plan_shallower_than_the_first_exit(inputs, tiny_model, example_data,
                                                           tmp_path, capsys):
     out = tmp_path / "job"

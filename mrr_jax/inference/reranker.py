@@ -220,6 +220,10 @@ class Reranker:
             if tokenizer is None:
                 raise ValueError(f"{path}: no tokenizer to find the row of no_token={no_token!r}")
             no_id = _one_token(tokenizer, no_token, path, "a one-token no_token")
+        if not 1 <= start_layer <= cfg.num_layers:
+            raise ValueError(f"{path}: start_layer {start_layer} is outside the model's "
+                             f"{cfg.num_layers} layers (the first exit head must be at a layer "
+                             f"1..{cfg.num_layers})")
         heads = init_heads(stored_rows(path, cfg, params, dtype, ckpt, (yes_token_id, no_id)),
                            yes_token_id, cfg.num_layers - start_layer + 1, no_id)
         loaded = [PlanAdapter.load(a, cfg, start_layer) for a in adapters]
