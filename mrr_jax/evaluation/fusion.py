@@ -94,12 +94,7 @@ def candidates(model_run: Run, first_run: Run, top_k: int | None) -> tuple[Run, 
 
 def choose(means: Mapping[float, Mapping[str, float]], metric: str) -> float:
     """The weight with the best mean ``metric``; ties go to the smaller weight."""
-    best = None
-    for w in sorted(means):
-        if best is None or means[w][metric] > means[best][metric]:
-            best = w
-    assert best is not None
-    return best
+    return max(sorted(means), key=lambda w: means[w][metric])  # max keeps the first best
 
 
 def sweep(model_run: Run, first_run: Run, qrels: Qrels, weights: Sequence[float], *,
