@@ -20,12 +20,11 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.py")
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, example_data):
-    import os
-
-    os.environ["MRR_JAX_EXAMPLE_DIR"] = str(example_data)
     work = tmp_path_factory.mktemp("tp")
     c = load_config(TINY, ["train.progress=False", "train.peak_tflops=2.0", "eval.plans=()"])
-    train.run(c, work)
+    with pytest.MonkeyPatch.context() as mp:  # only for this run, not for later tests
+        mp.setenv("MRR_JAX_EXAMPLE_DIR", str(example_data))
+        train.run(c, work)
     recs = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
     return c, [r for r in recs if "loss" in r]
 
