@@ -59,13 +59,77 @@ def compress_step(x: jax.Array, w: jax.Array, p_len: jax.Array, qb: int, pb: int
     return jnp.concatenate(parts, axis=1), p_len
 
 
+def _run_plan(params: Params, x: jax.Array, q_len, p_len, r_len, qb: int, pb: int, rb: int,
+              adapters, *, cfg: ModelConfig, plan: Plan, start: int, compat: bool, probe_pos,
+              cur_len, w=None, end_importance: bool = False):
+    """Layers ``start..plan.depth-1`` of a resolved plan over the region layout, compressing
+    where the plan says. ``w`` [B, pb]: the importance a compression at exactly ``start`` uses
+    (a resumed pass; None when ``start`` is 0). ``end_importance``: also return the importance
+    of the last layer run (for a later pass that compresses at ``plan.depth``).
+    Returns (x, p_len, gathered [depth - start, B, D], lengths, padded, importance or None)."""
+    ratios = dict(plan.compress)
+    if start in ratios:
+        x, p_len = compress_step(x, w, p_len, qb, pb, rb, ratios[start], plan.mode, compat)
+        pb = x.shape[1] - qb - rb - int(compat)
+    gathered, lengths, padded, w_end = [], [], [], None
+    bounds = [layer for layer, _ in plan.compress if layer > start] + [plan.depth]
+    for stop in bounds:
+        positions, valid = _layout(q_len, p_len, r_len, qb, pb, rb, probe_pos)
+        score_idx = qb + pb + r_len - 1
+        probe = score_idx
+        if compat:
+            fills = q_len + p_len + r_len == cur_len
+            probe = jnp.where(fills, score_idx, x.shape[1] - 1)
+        last = stop == plan.depth
+        need_importance = stop in ratios or (last and end_importance)
+        # Only the last layer before a compression feeds its importance row: the layers
+        # before it run the fused attention (the same numbers whether or not a compression
+        # follows, so a resumed pass sees exactly the states a longer pass would).
+        mid = stop - 1 if need_importance else stop
+        x, rec = run_layers(params, x, positions, valid, cfg, start, mid, gather=score_idx,
+                            adapters=adapters)
+        if rec:
+            gathered.append(rec["gathered"])
+        if need_importance:
+            x, rec = run_layers(params, x, positions, valid, cfg, mid, stop, gather=score_idx,
+                                probe=probe, adapters=adapters)
+            gathered.append(rec["gathered"])
+        if need_importance and not last:
+            w = rec["importance"][-1][:, qb:qb + pb]
+            x, p_len = compress_step(x, w, p_len, qb, pb, rb, ratios[stop], plan.mode, compat)
+            pb = x.shape[1] - qb - rb - int(compat)
+            lengths.append(q_len + p_len + r_len)
+            if compat:
+                cur_len = jnp.max(lengths[-1])
+                probe_pos = cur_len - 1
+                padded.append(cur_len)
+        elif need_importance:
+            w_end = rec["importance"][-1][:, qb:qb + pb]
+        start = stop
+    return x, p_len, jnp.concatenate(gathered, axis=0), lengths, padded, w_end
+
+
+def _exit_scores(params: Params, heads, h, adapters, *, cfg: ModelConfig, first: int,
+                 exits: tuple[int, ...], start_layer: int):
+    """Scores [E, B] and features [E, B, D] at ``exits`` from h [depth - first, B, D], the
+    scoring-token states of layers ``first..depth-1``."""
+    feats = rms_norm(h[jnp.asarray(exits) - 1 - first], params["final_norm"], cfg)
+    return head_scores(feats, heads, adapters, jnp.asarray(exits) - start_layer), feats
+
+
+def _stack(v):
+    return jnp.stack(v) if v else jnp.zeros((0,), jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "plan", "exits", "start_layer", "compat",
-                                             "dtype", "return_aux"))
+                                             "dtype", "return_aux", "return_state",
+                                             "state_importance"))
 def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax.Array,
                   r_ids: jax.Array, q_len: jax.Array, p_len: jax.Array, r_len: jax.Array,
                   padded_length: jax.Array, adapters: tuple[Adapter, ...] = (), *,
                   cfg: ModelConfig, plan: Plan, exits: tuple[int, ...], start_layer: int,
-                  compat: bool = False, dtype=jnp.float32, return_aux: bool = False):
+                  compat: bool = False, dtype=jnp.float32, return_aux: bool = False,
+                  return_state: bool = False, state_importance: bool = False):
     """Scores of one batch at each exit of a resolved plan.
 
     q_ids [B, Qb], p_ids [B, Pb], r_ids [B, Rb] int32: the query segment (bos .. first "\\n"),
@@ -78,10 +142,17 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
     ``return_aux`` also a dict: ``features`` [E, B, D] (the final-normed states scored),
     ``lengths`` [C, B] (each row's sequence length after each of the C compressions) and, with
     ``compat``, ``padded_lengths`` [C] (the reference's re-padded batch length after each).
+    With ``return_state`` (not with ``compat``) the dict also has ``state``: what
+    :func:`resume_forward` continues from -- the hidden states after ``plan.depth`` layers by
+    region, ``xq`` [B, Qb, D], ``xp`` [B, Pb', D] (the compressed passage slots), ``xr``
+    [B, Rb, D], the passage lengths ``p_len`` [B] at that depth and, with
+    ``state_importance``, ``w`` [B, Pb'] (the last layer's importance row, for a later plan
+    that compresses at exactly ``plan.depth``).
     """
+    if return_state and compat:
+        raise ValueError("return_state: a pass cannot be resumed in compat mode")
     b, qb = q_ids.shape
     pb, rb = p_ids.shape[1], r_ids.shape[1]
-    depth = plan.depth
     ids = [q_ids, p_ids, r_ids]
     probe_pos = None
     if compat:
@@ -89,44 +160,57 @@ def score_forward(params: Params, heads: jax.Array, q_ids: jax.Array, p_ids: jax
         ids.append(jnp.full((b, 1), pad_id, q_ids.dtype))
         probe_pos = padded_length - 1
     x = embed(params, jnp.concatenate(ids, axis=1), cfg, dtype)
-    cur_len = padded_length  # compat: length of the reference's padded batch
-
-    gathered, lengths, padded = [], [], []
-    bounds = [layer for layer, _ in plan.compress] + [depth]
-    ratios = dict(plan.compress)
-    start = 0
-    for stop in bounds:
-        positions, valid = _layout(q_len, p_len, r_len, qb, pb, rb, probe_pos)
-        score_idx = qb + pb + r_len - 1
-        probe = score_idx
-        if compat:
-            fills = q_len + p_len + r_len == cur_len
-            probe = jnp.where(fills, score_idx, x.shape[1] - 1)
-        need_importance = stop in ratios
-        x, rec = run_layers(params, x, positions, valid, cfg, start, stop, gather=score_idx,
-                            probe=probe if need_importance else None, adapters=adapters)
-        gathered.append(rec["gathered"])
-        if need_importance:
-            w = rec["importance"][-1][:, qb:qb + pb]
-            x, p_len = compress_step(x, w, p_len, qb, pb, rb, ratios[stop], plan.mode, compat)
-            pb = x.shape[1] - qb - rb - int(compat)
-            lengths.append(q_len + p_len + r_len)
-            if compat:
-                cur_len = jnp.max(lengths[-1])
-                probe_pos = cur_len - 1
-                padded.append(cur_len)
-        start = stop
-
-    h = jnp.concatenate(gathered, axis=0)  # [depth, B, D]: h_k at the scoring token
-    layer_idx = jnp.asarray(exits) - 1
-    feats = rms_norm(h[layer_idx], params["final_norm"], cfg)  # [E, B, D]
-    scores = head_scores(feats, heads, adapters, jnp.asarray(exits) - start_layer)
-    if not return_aux:
+    x, p_len, h, lengths, padded, w = _run_plan(
+        params, x, q_len, p_len, r_len, qb, pb, rb, adapters, cfg=cfg, plan=plan, start=0,
+        compat=compat, probe_pos=probe_pos, cur_len=padded_length,
+        end_importance=return_state and state_importance)
+    scores, feats = _exit_scores(params, heads, h, adapters, cfg=cfg, first=0, exits=exits,
+                                 start_layer=start_layer)
+    if not (return_aux or return_state):
         return scores
-    def stack(v):
-        return jnp.stack(v) if v else jnp.zeros((0,), jnp.int32)
+    aux = {"features": feats, "lengths": _stack(lengths), "padded_lengths": _stack(padded)}
+    if return_state:
+        rb_end = x.shape[1] - rb
+        aux["state"] = {"xq": x[:, :qb], "xp": x[:, qb:rb_end], "xr": x[:, rb_end:],
+                        "p_len": p_len, **({"w": w} if state_importance else {})}
+    return scores, aux
 
-    return scores, {"features": feats, "lengths": stack(lengths), "padded_lengths": stack(padded)}
+
+@functools.partial(jax.jit, static_argnames=("cfg", "plan", "start", "exits", "start_layer",
+                                             "return_state", "state_importance"))
+def resume_forward(params: Params, heads: jax.Array, xq: jax.Array, xp: jax.Array,
+                   xr: jax.Array, q_len: jax.Array, p_len: jax.Array, r_len: jax.Array,
+                   w: jax.Array | None = None, adapters: tuple[Adapter, ...] = (), *,
+                   cfg: ModelConfig, plan: Plan, start: int, exits: tuple[int, ...],
+                   start_layer: int, return_state: bool = False,
+                   state_importance: bool = False):
+    """Continues a pass that stopped after ``start`` layers (``score_forward``'s ``state``) to
+    the end of resolved ``plan``, which must compress as that pass did below ``start``
+    (``core.cascade.extends``); scores [E, B] at ``exits`` (all > ``start``).
+
+    xq [B, Qb, D], xp [B, Pb, D], xr [B, Rb, D]: the hidden states after ``start`` layers by
+    region, left-aligned (slots past q_len / p_len / r_len are padding of any value: no key
+    sees them); q_len, p_len, r_len [B] int32 (p_len: the passage length at ``start``, after
+    the compressions so far); w [B, Pb]: the importance row of layer ``start - 1``, needed
+    when ``plan`` compresses at exactly ``start``. ``return_state``: as ``score_forward``, the
+    scores then come with ``{"state": ...}`` for a further pass."""
+    if min(exits) <= start:
+        raise ValueError(f"resume_forward: exits {exits} must be past the {start} layers run")
+    if start in dict(plan.compress) and w is None:
+        raise ValueError(f"resume_forward: {plan} compresses at layer {start}: pass w")
+    qb, pb, rb = xq.shape[1], xp.shape[1], xr.shape[1]
+    x = jnp.concatenate([xq, xp, xr], axis=1)
+    x, p_len, h, _, _, w_end = _run_plan(
+        params, x, q_len, p_len, r_len, qb, pb, rb, adapters, cfg=cfg, plan=plan, start=start,
+        compat=False, probe_pos=None, cur_len=None, w=w,
+        end_importance=return_state and state_importance)
+    scores, _ = _exit_scores(params, heads, h, adapters, cfg=cfg, first=start, exits=exits,
+                             start_layer=start_layer)
+    if not return_state:
+        return scores
+    rb_end = x.shape[1] - rb
+    return scores, {"state": {"xq": x[:, :qb], "xp": x[:, qb:rb_end], "xr": x[:, rb_end:],
+                              "p_len": p_len, **({"w": w_end} if state_importance else {})}}
 
 
 def score_masked(params: Params, heads: jax.Array, adapters: tuple[Adapter, ...],

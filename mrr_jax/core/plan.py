@@ -135,6 +135,18 @@ class Plan:
             total += 2 * t * d * h * (2 * n + 2 * k) + 4 * t * t * n * h + 6 * t * d * f
         return total
 
+    def prefix_of(self, other: Plan) -> bool:
+        """Whether this resolved plan is resolved plan ``other`` cut at this plan's depth: no
+        deeper, the same compressions below this depth, the same mode when this one
+        compresses. Its exit is then read off ``other``'s pass, and ``other`` can continue
+        from its hidden states."""
+        if self.depth is None or other.depth is None:
+            raise ValueError("prefix_of compares resolved plans (depth filled in)")
+        if self.depth > other.depth:
+            return False
+        below = tuple((layer, r) for layer, r in other.compress if layer < self.depth)
+        return below == self.compress and (not below or other.mode == self.mode)
+
     def passage_lengths(self, passage_length: int) -> list[tuple[int, int]]:
         """[(layer, passage length from that layer on)] after each compression (nested ceils)."""
         out, p = [], passage_length

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--plan", action="append", help='a plan, e.g. "depth=20 compress=8:2"; '
                    "repeat for several ('full' or '' = the whole model, the default); the first "
                    "gives OUT/run.trec")
+    m.add_argument("--cascade", help='instead of --plan: plans applied in turn to a shrinking '
+                   'candidate list, e.g. "depth=12@100 > full@20" (score the top 100 at depth '
+                   "12, then its best 20 with the full model, resuming from layer 12); "
+                   "OUT/run.trec is the final order, OUT/cascade.tsv which stage scored each "
+                   "document last")
     m.add_argument("--dtype", choices=("float32", "bfloat16"), help="default float32")
     m.add_argument("--compat", choices=("default", "reference"), help="default 'default'")
     m.add_argument("--max-length", type=int, help="query+passage tokens (default 512)")

@@ -52,6 +52,7 @@ class JobConfig:
     progress: bool = True
     fuse: float | None = None
     fuse_norm: str = "minmax"
+    cascade: str | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> JobConfig:
@@ -96,6 +97,7 @@ class JobConfig:
         if not self.plan:
             raise JobError("no --plan given")
         self._validate_fuse()
+        self._validate_cascade()
         for a in self.adapters:
             if not Path(a).is_dir():
                 raise JobError(f"--adapters {a}: no such adapter folder")
@@ -118,11 +120,32 @@ class JobConfig:
             raise JobError("--fuse takes the first-stage scores from --run; it cannot be used "
                            "with --candidates")
 
+    def _validate_cascade(self) -> None:
+        """``--cascade`` replaces ``--plan`` and takes no ``--fuse``; its first stage scores
+        the ``--top-k`` candidates (a first ``@KEEP``, if given, must equal ``--top-k``)."""
+        if self.cascade is None:
+            return
+        from mrr_jax.core.cascade import Cascade
+
+        try:
+            c = Cascade.parse(self.cascade)
+        except ValueError as e:
+            raise JobError(f"--cascade: {e}") from None
+        if self.plan != ["full"]:
+            raise JobError("--cascade replaces --plan: give one or the other")
+        if self.fuse is not None:
+            raise JobError("--fuse applies to a plan's scores, not to a cascade's")
+        keep = c.stages[0].keep
+        if keep is not None and keep != self.top_k:
+            raise JobError(f"--cascade: the first stage keeps {keep} candidates but --top-k is "
+                           f"{self.top_k}; make them equal, or leave out the first @KEEP")
+
     def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
         """What the results depend on (``model``: the resolved model path; inputs and adapters
         fingerprinted): two runs of the same job share it; the shard, --resume, --out and
         display options are left out. ``adapters`` appears only when some are given, and
-        ``fuse`` (``{weight, norm}``) only with ``--fuse``, so other jobs keep the hash they had
+        ``fuse`` (``{weight, norm}``) only with ``--fuse`` and ``cascade`` only with
+        ``--cascade``, so other jobs keep the hash they had
         before these keys existed."""
         return {
             "version": FORMAT_VERSION,
@@ -138,7 +161,15 @@ class JobConfig:
                 "dtype", "compat", "chunk_pairs", "max_queries", "on_missing", "tag")},
             **({"fuse": {"weight": float(self.fuse), "norm": self.fuse_norm}}
                if self.fuse is not None else {}),
+            **({"cascade": self.cascade_text(plans)} if self.cascade is not None else {}),
         }
+
+    def cascade_text(self, plans: Sequence[Plan]) -> str:
+        """The job's cascade with its stages' resolved ``plans``, as text."""
+        from mrr_jax.core.cascade import Cascade, Stage
+
+        c = Cascade.parse(self.cascade)
+        return str(Cascade(Stage(p, s.keep) for p, s in zip(plans, c.stages)))
 
 
 _INT_KEYS = ("top_k", "batch_size", "tokens_per_batch", "max_length", "query_max_length",

@@ -8,6 +8,10 @@ fingerprint of it; :func:`mrr_jax.data.fusion.fuse_run` over each query's candid
 ``OUT/run.trec`` is without ``--fuse``); with several plans each also gets
 ``OUT/run.<plan>.fused.trec`` beside its model-alone ``OUT/run.<plan>.trec``.
 
+With ``--cascade`` the chunks hold one run per stage (the documents each stage scored last);
+``OUT/run.trec`` is the cascade's final order and ``OUT/cascade.tsv`` says which stage scored
+each document last (:func:`_write_cascade`).
+
 Every chunk of the job must be finished exactly once, by shards of one shard count and one job
 fingerprint; else :class:`~mrr_jax.scoring_job.config.JobError`. Files are written under a name
 private to this process and renamed, so two shards merging at the same moment cannot interleave.
@@ -47,6 +51,12 @@ def merge(out: Path, num_shards: int | None = None) -> Path:
     runs = _merged_runs(out, num_shards, manifests)
     config = manifests[0]["config"]
     tag = config["tag"]
+    if config.get("cascade"):
+        names = {"cascade": _write_cascade(out, runs, tag)}
+        _write_summary(out, manifests, names)
+        print(f"merged {num_shards} shard(s): {len(set().union(*runs))} queries -> "
+              f"{out / 'run.trec'}, {out / 'cascade.tsv'}", file=sys.stderr)
+        return out / "run.trec"
     fused = _fused_runs(runs, config) if config.get("fuse") else None
     names = {}
     for j, plan in enumerate(plans):
@@ -70,6 +80,34 @@ def _targets(j: int, plan: str, several: bool, fused: bool) -> list[tuple[str, b
         if fused:
             out.append((f"run.{plan_filename(plan)}.fused.trec", True))
     return out
+
+
+def _write_cascade(out: Path, stage_runs: Sequence[Run], tag: str) -> list[str]:
+    """A cascade job's outputs from its per-stage runs: ``run.trec``, the final order (the
+    score column counts down from the number of documents ranked, so that any TREC tool reads
+    the cascade's order: scores of different stages are not comparable) and ``cascade.tsv``
+    (``qid, docid, rank, stage, score``: which stage scored each document last, and its
+    score there)."""
+    from mrr_jax.scoring_job.scoring import cascade_order
+
+    qids = sorted(set().union(*stage_runs))
+    final: Run = {}
+    tsv = path_private(out / "cascade.tsv")
+    with atomic_write(tsv) as f:
+        f.write("qid\tdocid\trank\tstage\tscore\n")
+        for qid in qids:
+            order = cascade_order(stage_runs, qid)
+            final[qid] = {d: float(len(order) - i) for i, (d, _, _) in enumerate(order)}
+            for i, (d, stage, score) in enumerate(order, start=1):
+                f.write(f"{qid}\t{d}\t{i}\t{stage}\t{score!r}\n")
+    os.replace(tsv, out / "cascade.tsv")
+    _write_run_atomic(out / "run.trec", final, tag)
+    return ["run.trec", "cascade.tsv"]
+
+
+def path_private(path: Path) -> Path:
+    """A name private to this process beside ``path`` (written, then renamed over it)."""
+    return path.with_name(f".{path.name}.{os.getpid()}")
 
 
 def _fused_runs(runs: Sequence[Run], config: Mapping[str, Any]) -> list[Run]:
@@ -139,7 +177,7 @@ def _merged_runs(out: Path, num_shards: int, manifests: Sequence[Mapping[str, An
 def _write_run_atomic(path: Path, run: Run, tag: str) -> None:
     """``trec.write_run`` to a name private to this process, then ``os.replace``: two shards
     merging at the same moment cannot interleave."""
-    private = path.with_name(f".{path.name}.{os.getpid()}")
+    private = path_private(path)
     trec.write_run(private, run, tag=tag)
     os.replace(private, path)
 
@@ -152,11 +190,18 @@ def _summary(manifests: Sequence[Mapping[str, Any]],
     starts = [s["started_at"] for m in manifests for s in m["sessions"]]
     wall = max(c["finished_at"] for c in chunks) - min(starts)
     first = manifests[0]
+    if "cascade" in first["config"]:
+        per_stage = [sum(c["stage_pairs"][s] for c in chunks) for s in range(len(first["plans"]))]
+        head = {"cascade": first["config"]["cascade"], "files": names["cascade"],
+                "stages": [{"plan": p, "pairs": n} for p, n in zip(first["plans"], per_stage)]}
+    else:
+        head = {
+            "plans": [{"plan": p, "plan_arg": a, "files": names[p]}
+                      for p, a in zip(first["plans"], first["plan_args"])],
+            "passes": [{"plan": str(p.plan), "exits": list(p.exits)} for p in group_plans(
+                [Plan.parse(s) for s in first["plans"]])]}
     return {
-        "plans": [{"plan": p, "plan_arg": a, "files": names[p]}
-                  for p, a in zip(first["plans"], first["plan_args"])],
-        "passes": [{"plan": str(p.plan), "exits": list(p.exits)} for p in group_plans(
-            [Plan.parse(s) for s in first["plans"]])],
+        **head,
         "queries": sum(m["queries"] for m in manifests),
         "pairs": pairs,
         "truncated": sum(c["truncated"] for c in chunks),

@@ -34,22 +34,14 @@ class Pass:
         return tuple(sorted({k for _, k in self.targets}))
 
 
-def _serves(deep: Plan, plan: Plan) -> bool:
-    """True when ``plan`` (resolved) equals ``deep`` (resolved) cut at ``plan.depth``."""
-    if plan.depth > deep.depth:
-        return False
-    below = tuple((layer, r) for layer, r in deep.compress if layer < plan.depth)
-    return below == plan.compress and (not below or deep.mode == plan.mode)
-
-
 def group_plans(plans: Sequence[Plan]) -> list[Pass]:
     """Passes covering resolved ``plans``: deepest first, each later plan joining the first pass
-    that serves it (see :func:`_serves`). Plans must be resolved (depth filled in)."""
+    that serves it (``plan.prefix_of(deep)``). Plans must be resolved (depth filled in)."""
     passes: list[tuple[Plan, list[tuple[int, int]]]] = []
     for j in sorted(range(len(plans)), key=lambda j: (-plans[j].depth, j)):
         plan = plans[j]
         for deep, targets in passes:
-            if _serves(deep, plan):
+            if plan.prefix_of(deep):
                 targets.append((j, plan.depth))
                 break
         else:

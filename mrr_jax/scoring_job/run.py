@@ -27,7 +27,12 @@ from mrr_jax.scoring_job.manifest import (
 )
 from mrr_jax.scoring_job.merge import merge
 from mrr_jax.scoring_job.plans import group_plans, resolve_plans
-from mrr_jax.scoring_job.scoring import ChunkResult, progress_bar, score_units
+from mrr_jax.scoring_job.scoring import (
+    ChunkResult,
+    progress_bar,
+    score_units,
+    score_units_cascade,
+)
 from mrr_jax.weights.assets import model_path
 
 
@@ -52,10 +57,38 @@ def pick_shard(text: str | None) -> tuple[int, int]:
 
 def score_chunk(rr, cfg: JobConfig, plans: Sequence[Plan], units: Sequence[Unit],
                 on_batch: Callable[[int], None]) -> ChunkResult:
-    """One chunk's scores under every plan (the job's batching settings)."""
-    return score_units(rr, units, plans, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                       query_max_length=cfg.query_max_length,
-                       tokens_per_batch=cfg.tokens_per_batch, on_batch=on_batch)
+    """One chunk's scores under every plan, or through the job's cascade (whose stages'
+    plans ``plans`` are), with the job's batching settings."""
+    kw = dict(batch_size=cfg.batch_size, max_length=cfg.max_length,
+              query_max_length=cfg.query_max_length, tokens_per_batch=cfg.tokens_per_batch,
+              on_batch=on_batch)
+    if cfg.cascade is not None:
+        return score_units_cascade(rr, units, rr.resolve_cascade(cfg.cascade_text(plans)), **kw)
+    return score_units(rr, units, plans, **kw)
+
+
+def job_plans(rr, cfg: JobConfig) -> list[Plan]:
+    """The job's resolved plans: its ``--plan`` list, or its cascade's stages' plans."""
+    if cfg.cascade is not None:
+        return list(rr.resolve_cascade(cfg.cascade).plans)
+    return resolve_plans([rr.resolve_plan(p) for p in cfg.plan], rr.cfg.num_layers)
+
+
+def _pairs_to_score(cfg: JobConfig, units: Sequence[Unit], passes: int) -> int:
+    """Pairs the job scores for ``units``: each unit's candidates once per pass, or as many as
+    each cascade stage keeps."""
+    if cfg.cascade is None:
+        return sum(len(u.docids) for u in units) * passes
+    from mrr_jax.core.cascade import Cascade
+
+    keeps = [s.keep for s in Cascade.parse(cfg.cascade).stages]
+    total = 0
+    for u in units:
+        n = len(u.docids)
+        for k in keeps:
+            n = n if k is None else min(k, n)
+            total += n
+    return total
 
 
 def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
@@ -74,13 +107,13 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     maybe_init_distributed(cfg.distributed)
     shard, num_shards = pick_shard(cfg.shard)
     for text in cfg.plan:
-        Plan.parse(text)  # syntax errors before the slow parts
+        Plan.parse(text)  # syntax errors before the slow parts (a cascade's: in validate)
     if out.exists() and not out.is_dir():
         raise JobError(f"--out {out} is a file, not a folder")
     inputs = load_inputs(cfg)
     mpath = model_path(cfg.model)
     rr = load_model(cfg, mpath)
-    plans = resolve_plans([rr.resolve_plan(p) for p in cfg.plan], rr.cfg.num_layers)
+    plans = job_plans(rr, cfg)
     hashed = cfg.hashed(plans, mpath)
     fingerprint = job_fingerprint(hashed)
     chunks, ranges = cut_job(inputs.units, cfg.chunk_pairs, num_shards)
@@ -126,6 +159,7 @@ def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, An
         "queries": sum(len(chunks[k]) for k in mine),
         "skipped_entries": inputs.skipped_entries,
         **({"fuse": hashed["fuse"]} if "fuse" in hashed else {}),
+        **({"cascade": hashed["cascade"]} if "cascade" in hashed else {}),
     }
 
 
@@ -135,10 +169,10 @@ def _score_shard(rr, cfg: JobConfig, plans: Sequence[Plan], chunks: Sequence[Seq
     listing it (the commit point); finally the manifest is marked complete."""
     passes = len(group_plans(plans))
     todo = [k for k in manifest["assigned"] if str(k) not in manifest["done"]]
-    done_pairs = manifest["pairs"] - sum(len(u.docids) for k in todo for u in chunks[k])
+    total = _pairs_to_score(cfg, [u for k in manifest["assigned"] for u in chunks[k]], passes)
+    left = _pairs_to_score(cfg, [u for k in todo for u in chunks[k]], passes)
     start = time.perf_counter()
-    with progress_bar(manifest["pairs"] * passes, done_pairs * passes, cfg.progress,
-                      label) as bar:
+    with progress_bar(total, total - left, cfg.progress, label) as bar:
         for k in todo:
             t0 = time.perf_counter()
             result = score_chunk(rr, cfg, plans, chunks[k], bar.update)
@@ -147,7 +181,8 @@ def _score_shard(rr, cfg: JobConfig, plans: Sequence[Plan], chunks: Sequence[Seq
             manifest["done"][str(k)] = {
                 "file": name, "qids": [u.qid for u in chunks[k]], "pairs": result.pairs,
                 "truncated": result.truncated, "seconds": time.perf_counter() - t0,
-                "finished_at": time.time()}
+                "finished_at": time.time(),
+                **({"stage_pairs": result.stage_pairs} if result.stage_pairs else {})}
             write_manifest(folder, manifest)  # the commit point of this chunk
     session_s = time.perf_counter() - start
     manifest["complete"] = True

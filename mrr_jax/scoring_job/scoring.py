@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from mrr_jax.core.cascade import Cascade
 from mrr_jax.core.plan import Plan
 from mrr_jax.data.ids import check_ids
 from mrr_jax.data.records import Doc, Run
@@ -33,11 +34,14 @@ def score_pass(rr, encoded: Sequence[EncodedPair], batches: Sequence[Sequence[in
 
 @dataclasses.dataclass
 class ChunkResult:
-    """Scores of a group of units: ``runs[j]`` is plan j's ``{qid: {docid: score}}``."""
+    """Scores of a group of units: ``runs[j]`` is plan j's ``{qid: {docid: score}}`` (for a
+    cascade: the documents that stage j scored last, with that stage's scores; ``stage_pairs``
+    then counts the pairs each stage scored)."""
 
     runs: list[Run]
     pairs: int
     truncated: int
+    stage_pairs: list[int] | None = None
 
 
 def score_units(rr, units: Sequence[Unit], plans: Sequence[Plan], *, batch_size: int = 32,
@@ -59,6 +63,43 @@ def score_units(rr, units: Sequence[Unit], plans: Sequence[Plan], *, batch_size:
             for (qid, docid), s in zip(keys, row):
                 run.setdefault(qid, {})[docid] = float(s)
     return ChunkResult(runs, len(pairs), sum(e.truncated for e in encoded))
+
+
+def score_units_cascade(rr, units: Sequence[Unit], cascade: Cascade, *, batch_size: int = 32,
+                        max_length: int = 512, query_max_length: int | None = None,
+                        tokens_per_batch: int | None = None,
+                        on_batch: Callable[[int], None] | None = None) -> ChunkResult:
+    """Runs resolved ``cascade`` over ``units`` (each unit's candidates in first-stage order;
+    ``inference.cascade.run_cascade``). ``runs[s]``: the documents stage ``s`` scored last,
+    with their stage-``s`` scores; ``pairs``: the pairs scored over all stages."""
+    from mrr_jax.inference.cascade import run_cascade
+
+    encoded = [rr.encode([(u.query, p) for p in u.passages], max_length, query_max_length)
+               if u.passages else [] for u in units]
+    results, stats = run_cascade(rr, encoded, cascade, batch_size=batch_size,
+                                 tokens_per_batch=tokens_per_batch)
+    runs: list[Run] = [{} for _ in cascade.stages]
+    for u, r in zip(units, results):
+        for d, docid in enumerate(u.docids):
+            if r.stage[d] >= 0:
+                runs[r.stage[d]].setdefault(u.qid, {})[docid] = float(r.scores[d])
+    if on_batch is not None:
+        on_batch(sum(stats.pairs))
+    return ChunkResult(runs, sum(stats.pairs), sum(e.truncated for enc in encoded for e in enc),
+                       stats.pairs)
+
+
+def cascade_order(stage_runs: Sequence[Run], qid: str) -> list[tuple[str, int, float]]:
+    """One query's final cascade ranking from per-stage runs (``ChunkResult.runs`` of a
+    cascade): ``[(docid, stage, score)]``, the last stage's documents by score, then each
+    earlier stage's (ties by docid, as ``trec.ranking`` orders them)."""
+    from mrr_jax.data import trec
+
+    out = []
+    for s in range(len(stage_runs) - 1, -1, -1):
+        docs = stage_runs[s].get(qid, {})
+        out += [(d, s, v) for d, v in trec.ranking(docs)]
+    return out
 
 
 def rerank(rr, queries: Mapping[str, str], corpus: Mapping[str, Doc | str],
