@@ -466,3 +466,77 @@ def test_cascade_on_smollm2_matches_scratch(smol):
             idx = np.flatnonzero(r.stage == s)
             ref = smol.score_encoded([pairs[i] for i in idx], plan=stage.plan)[0]
             np.testing.assert_allclose(r.scores[idx], ref, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- grid, budget
+def _row(plan, rr10, flops_rel, seconds, per_query=None, baseline=False):
+    return {"plan": plan, "metrics": {"RR@10": rr10, "nDCG@10": rr10}, "flops_rel": flops_rel,
+            "seconds": seconds, "queries": 10, "baseline": baseline,
+            "per_query": per_query or {str(q): {"RR@10": rr10} for q in range(10)}}
+
+
+def test_frontier_and_choice_under_a_budget():
+    from mrr_jax.evaluation.frontier import Budget, choose, frontier, frontier_table
+
+    rows = [_row("full", 0.50, 1.0, 2.0), _row("depth=12", 0.40, 0.4, 0.8),
+            _row("depth=20", 0.38, 0.67, 1.3),  # dominated by depth=12
+            _row("depth=12@100 > full@20", 0.49, 0.55, 1.5),
+            _row("BM25", 0.45, 0.0, 0.0, baseline=True)]
+    assert [r["plan"] for r in frontier(rows)] == ["depth=12", "depth=12@100 > full@20",
+                                                   "full"]
+    assert choose(rows, "0.5")["plan"] == "depth=12"
+    assert choose(rows, "0.6")["plan"] == "depth=12@100 > full@20"
+    assert choose(rows, "100ms")["plan"] == "depth=12"  # 80 ms per query
+    assert choose(rows, "0.1") is None
+    assert Budget.parse(" 40ms") == Budget(40.0, "ms") and str(Budget.parse("0.5")) == "0.5"
+    for bad in ("-1", "0", "half", "40 s", "1e9x"):
+        with pytest.raises(ValueError, match="expected relative FLOPs"):
+            Budget.parse(bad)
+    table = frontier_table(rows, "0.6")
+    assert "Best under a budget of 0.6 relative FLOPs: `depth=12@100 > full@20`" in table
+    assert table.count("| yes |") == 3 and "first stage" in table
+
+
+def test_grid_scores_cascades_beside_plans(tiny_model, example_data, tmp_path):
+    from mrr_jax import Reranker
+    from mrr_jax.evaluation import grid
+
+    data = example_data
+    rr = Reranker.from_pretrained(tiny_model)
+    cascades = ["depth=4@5 > full@2", "depth=4@5 > depth=6 compress=5:2@2"]
+    rows = grid.plan_grid(rr, data, "dev", data / "bm25" / "dev.trec", ["full", "depth=4"],
+                          top_k=5, out=tmp_path, batch_size=10, max_length=40,
+                          query_max_length=8, cascades=cascades, budget="0.9")
+    assert [r["plan"] for r in rows] == ["full", "depth=4", *cascades, "BM25"]
+    full, d4, c1 = rows[0], rows[1], rows[2]
+    assert c1["kind"] == "cascade" and c1["resumed"] == [False, True]
+    # FLOPs: all 5 candidates at depth 4, then 2 of them the last 2 layers only
+    n_q = full["queries"]
+    assert c1["stage_pairs"][0] <= 5 * n_q
+    expect = (d4["flops"] * c1["pairs"] + (full["flops"] - d4["flops"]) * 2 / 5 * c1["pairs"])
+    assert c1["flops"] * c1["pairs"] == pytest.approx(expect, rel=0.05)
+    assert d4["flops_rel"] < c1["flops_rel"] < full["flops_rel"]
+    text = (tmp_path / "frontier.md").read_text()
+    assert "Best under a budget of 0.9 relative FLOPs" in text
+    assert all(c in text for c in cascades)
+    assert json.loads((tmp_path / "grid.json").read_text())["rows"][2]["kind"] == "cascade"
+
+
+def test_grid_cli_cascades_and_budget(tiny_model, example_data, tmp_path, capsys):
+    from mrr_jax.evaluation import grid
+
+    d = example_data
+    base = ["--model", str(tiny_model), "--data", str(d), "--first-stage",
+            str(d / "bm25" / "dev.trec"), "--top-k", "3", "--max-queries", "4",
+            "--max-length", "40", "--query-max-length", "8", "--batch-size", "10",
+            "--no-progress"]
+    assert grid.main([*base, "--plans", "full;depth=4", "--cascades", "depth=4@3 > full@1",
+                      "--budget", "0.8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Best under a budget of 0.8 relative FLOPs" in out and "depth=4@3 > full@1" in out
+    for flag, value, message in (("--cascades", "depth=4@3 > full@3", "must keep fewer"),
+                                 ("--budget", "fast", "expected relative FLOPs"),
+                                 ("--cascades", "depth=2@3 > full@1", "below the first exit")):
+        assert grid.main([*base, flag, value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

@@ -155,7 +155,9 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
               out: PathLike | None = None, *, batch_size: int = 16,
               tokens_per_batch: int | None = None, max_length: int = 512,
               query_max_length: int | None = None, baseline_name: str | None = None,
-              progress: bool = False, share_passes: bool = False) -> list[dict[str, Any]]:
+              progress: bool = False, share_passes: bool = False,
+              cascades: Sequence[str] = (), budget: str | None = None
+              ) -> list[dict[str, Any]]:
     """Re-ranks ``split`` of the BEIR folder ``data_dir`` under each plan; returns grid rows.
 
     Rows (in ``plans`` order, then the baseline): ``plan`` (as given), ``plan_resolved``,
@@ -168,7 +170,12 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     ``share_passes``, plans of one compression schedule are scored in one pass
     (:func:`shared_passes`); their rows then carry the pass's ``seconds`` and ``shared_pass``
     (the plans in it). With ``out``,
-    ``grid.json``, ``grid.md`` and ``grid.png`` are written there."""
+    ``grid.json``, ``grid.md`` and ``grid.png`` are written there.
+
+    ``cascades`` (texts like ``"depth=12@100 > full@20"``) add one row each after the plans
+    (:func:`cascade_row`: ``kind == "cascade"``, FLOPs per candidate pair counting what each
+    stage ran, a resumed prefix once). With ``out``, ``frontier.md`` is written as well
+    (:func:`mrr_jax.evaluation.frontier.frontier_table`, with the choice under ``budget``)."""
     g = grid_pairs(rr, data_dir, split, first_stage, top_k, max_queries, batch_size=batch_size,
                    tokens_per_batch=tokens_per_batch, max_length=max_length,
                    query_max_length=query_max_length)
@@ -180,6 +187,7 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
         rows = shared_rows(rr, g, plans, metrics, batch_size, progress)
     else:
         rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
+    rows += [cascade_row(rr, g, text, metrics, batch_size, progress) for text in cascades]
     per_query = evaluate_per_query(g.first, g.judged, metrics)
     rows.append({"plan": baseline_name or _baseline_name(first_stage),
                  "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
@@ -187,8 +195,61 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
                  "flops_rel": 0.0, "seconds": 0.0, "baseline": True, "queries": len(g.qids),
                  "pairs": len(g.encoded)})
     if out is not None:
+        from mrr_jax.evaluation.frontier import frontier_table
+
         grid_table(rows, out)
+        (Path(out) / "frontier.md").write_text(frontier_table(rows, budget))
     return rows
+
+
+def cascade_row(rr, g: GridPairs, text: str, metrics: Sequence[str], batch_size: int,
+                progress: bool, warmup_queries: int = 8) -> dict[str, Any]:
+    """One cascade's grid row. Its run ranks each query's candidates in the cascade's final
+    order (scores counting down). ``flops``: predicted FLOPs per candidate pair, from what
+    each stage ran on each pair (:meth:`Plan.flops` on its real lengths, a resumed stage
+    counting only its layers past the previous depth); ``seconds``: the timed run over every
+    query, after an untimed run over the first ``warmup_queries`` (most programs compiled
+    there; any shape met later for the first time compiles inside the timing)."""
+    from mrr_jax.inference.cascade import run_cascade
+
+    c = rr.resolve_cascade(text)
+    by_query: dict[str, list[int]] = {}
+    for i, (qid, _) in enumerate(g.keys):
+        by_query.setdefault(qid, []).append(i)
+    groups = list(by_query.values())
+    encoded = [[g.encoded[i] for i in idx] for idx in groups]
+    t0 = time.perf_counter()
+    run_cascade(rr, encoded[:warmup_queries], c, batch_size=batch_size)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results, stats = run_cascade(rr, encoded, c, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    reranked: dict[str, dict[str, float]] = {}
+    total = 0.0
+    for idx, r in zip(groups, results):
+        qid = g.keys[idx[0]][0]
+        reranked[qid] = {g.keys[idx[d]][1]: float(len(idx) - k) for k, d in enumerate(r.order)}
+        for d, last in enumerate(r.stage):
+            e = g.encoded[idx[d]]
+            lengths = (len(e.query), len(e.passage), len(e.prompt))
+            for s in range(int(last) + 1):
+                f = c.stages[s].plan.flops(rr.cfg, *lengths)
+                if stats.resumed[s]:
+                    f -= c.stages[s - 1].plan.flops(rr.cfg, *lengths)
+                total += f
+    pairs = len(g.encoded)
+    full_flops = mean_flops(rr, g.encoded, Plan().resolve(rr.cfg.num_layers))
+    per_query = evaluate_per_query(reranked, g.judged, metrics)
+    row = {
+        "plan": str(text), "plan_resolved": str(c), "kind": "cascade",
+        "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
+        "flops": total / pairs, "flops_rel": total / pairs / full_flops, "seconds": seconds,
+        "compile_seconds": compile_s, "pairs": pairs, "stage_pairs": stats.pairs,
+        "resumed": stats.resumed, "pairs_per_second": pairs / seconds if seconds > 0 else None,
+        "queries": len(g.qids), "truncated": g.truncated}
+    _log(f"grid: {text}: {row['metrics']} in {seconds:.1f} s (+{compile_s:.1f} s warm-up), "
+         f"{row['flops_rel']:.3f} of the full FLOPs", progress)
+    return row
 
 
 def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_size: int,
@@ -311,6 +372,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--share-passes", action="store_true", help="score plans with the same "
                    "compression schedule in one pass (exits at each depth); their seconds "
                    "are then the shared pass's")
+    p.add_argument("--cascades", default="", help='";"-separated cascades scored beside the '
+                   'plans, e.g. "depth=12@100 > full@20;depth=8@100 > depth=20@30 > full@10"')
+    p.add_argument("--budget", help="print the quality/cost frontier and the best plan or "
+                   "cascade within this budget: relative FLOPs (0.5) or ms per query on this "
+                   "machine (40ms)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
@@ -337,9 +403,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input)."""
     args = _parser().parse_args(argv)
     plans = split_plans(args.plans)
+    cascades = [t.strip() for t in args.cascades.split(";") if t.strip()]
     try:
+        from mrr_jax.core.cascade import Cascade
+        from mrr_jax.evaluation.frontier import Budget, frontier_table
+
         for text in plans:
             Plan.parse(text)
+        for text in cascades:
+            Cascade.parse(text)
+        if args.budget is not None:
+            Budget.parse(args.budget)
         if args.top_k < 1 or (args.max_queries is not None and args.max_queries < 1):
             raise ValueError("--top-k and --max-queries must be >= 1")
         check_inputs(args.data, args.split, args.first_stage)
@@ -349,16 +423,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       compat=args.compat, adapters=args.adapters)
         for text in plans:
             rr.resolve_plan(text)  # every plan fits the model before any scoring
+        for text in cascades:
+            rr.resolve_cascade(text)
         rows = plan_grid(rr, args.data, args.split, args.first_stage, plans, args.top_k,
                          args.max_queries, args.out, batch_size=args.batch_size,
                          tokens_per_batch=args.tokens_per_batch, max_length=args.max_length,
                          query_max_length=args.query_max_length,
                          baseline_name=args.baseline_name, progress=args.progress,
-                         share_passes=args.share_passes)
+                         share_passes=args.share_passes, cascades=cascades,
+                         budget=args.budget)
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_grid(rows))
+    if cascades or args.budget:
+        print(frontier_table(rows, args.budget))
     if args.out:
         print(f"wrote {args.out / 'grid.json'}, grid.md, grid.png")
     return 0
