@@ -173,9 +173,9 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
     ``grid.json``, ``grid.md`` and ``grid.png`` are written there.
 
     ``cascades`` (texts like ``"depth=12@100 > full@20"``) add one row each after the plans
-    (:func:`cascade_row`: ``kind == "cascade"``, FLOPs per candidate pair counting what each
-    stage ran, a resumed prefix once). With ``out``, ``frontier.md`` is written as well
-    (:func:`mrr_jax.evaluation.frontier.frontier_table`, with the choice under ``budget``)."""
+    (``evaluation.cascade_grid.cascade_row``: ``kind == "cascade"``, FLOPs per candidate
+    pair counting what each stage ran, a resumed prefix once). With ``out``, also
+    ``frontier.md`` (``evaluation.frontier.frontier_table``, the choice under ``budget``)."""
     g = grid_pairs(rr, data_dir, split, first_stage, top_k, max_queries, batch_size=batch_size,
                    tokens_per_batch=tokens_per_batch, max_length=max_length,
                    query_max_length=query_max_length)
@@ -187,7 +187,10 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
         rows = shared_rows(rr, g, plans, metrics, batch_size, progress)
     else:
         rows = [plan_row(rr, g, given, metrics, batch_size, progress) for given in plans]
-    rows += [cascade_row(rr, g, text, metrics, batch_size, progress) for text in cascades]
+    if cascades:
+        from mrr_jax.evaluation.cascade_grid import cascade_row
+
+        rows += [cascade_row(rr, g, text, metrics, batch_size, progress) for text in cascades]
     per_query = evaluate_per_query(g.first, g.judged, metrics)
     rows.append({"plan": baseline_name or _baseline_name(first_stage),
                  "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
@@ -200,56 +203,6 @@ def plan_grid(rr, data_dir: PathLike, split: str, first_stage: PathLike,
         grid_table(rows, out)
         (Path(out) / "frontier.md").write_text(frontier_table(rows, budget))
     return rows
-
-
-def cascade_row(rr, g: GridPairs, text: str, metrics: Sequence[str], batch_size: int,
-                progress: bool, warmup_queries: int = 8) -> dict[str, Any]:
-    """One cascade's grid row. Its run ranks each query's candidates in the cascade's final
-    order (scores counting down). ``flops``: predicted FLOPs per candidate pair, from what
-    each stage ran on each pair (:meth:`Plan.flops` on its real lengths, a resumed stage
-    counting only its layers past the previous depth); ``seconds``: the timed run over every
-    query, after an untimed run over the first ``warmup_queries`` (most programs compiled
-    there; any shape met later for the first time compiles inside the timing)."""
-    from mrr_jax.inference.cascade import run_cascade
-
-    c = rr.resolve_cascade(text)
-    by_query: dict[str, list[int]] = {}
-    for i, (qid, _) in enumerate(g.keys):
-        by_query.setdefault(qid, []).append(i)
-    groups = list(by_query.values())
-    encoded = [[g.encoded[i] for i in idx] for idx in groups]
-    t0 = time.perf_counter()
-    run_cascade(rr, encoded[:warmup_queries], c, batch_size=batch_size)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results, stats = run_cascade(rr, encoded, c, batch_size=batch_size)
-    seconds = time.perf_counter() - t0
-    reranked: dict[str, dict[str, float]] = {}
-    total = 0.0
-    for idx, r in zip(groups, results):
-        qid = g.keys[idx[0]][0]
-        reranked[qid] = {g.keys[idx[d]][1]: float(len(idx) - k) for k, d in enumerate(r.order)}
-        for d, last in enumerate(r.stage):
-            e = g.encoded[idx[d]]
-            lengths = (len(e.query), len(e.passage), len(e.prompt))
-            for s in range(int(last) + 1):
-                f = c.stages[s].plan.flops(rr.cfg, *lengths)
-                if stats.resumed[s]:
-                    f -= c.stages[s - 1].plan.flops(rr.cfg, *lengths)
-                total += f
-    pairs = len(g.encoded)
-    full_flops = mean_flops(rr, g.encoded, Plan().resolve(rr.cfg.num_layers))
-    per_query = evaluate_per_query(reranked, g.judged, metrics)
-    row = {
-        "plan": str(text), "plan_resolved": str(c), "kind": "cascade",
-        "metrics": mean_metrics(per_query, metrics), "per_query": per_query,
-        "flops": total / pairs, "flops_rel": total / pairs / full_flops, "seconds": seconds,
-        "compile_seconds": compile_s, "pairs": pairs, "stage_pairs": stats.pairs,
-        "resumed": stats.resumed, "pairs_per_second": pairs / seconds if seconds > 0 else None,
-        "queries": len(g.qids), "truncated": g.truncated}
-    _log(f"grid: {text}: {row['metrics']} in {seconds:.1f} s (+{compile_s:.1f} s warm-up), "
-         f"{row['flops_rel']:.3f} of the full FLOPs", progress)
-    return row
 
 
 def plan_row(rr, g: GridPairs, given: str | Plan, metrics: Sequence[str], batch_size: int,

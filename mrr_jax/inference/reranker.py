@@ -19,8 +19,15 @@ from mrr_jax.core.lora import Adapter
 from mrr_jax.core.plan import Plan
 from mrr_jax.inference import rank_args
 from mrr_jax.inference.adapters import PlanAdapter, adapter_heads, adapters_for
+from mrr_jax.inference.ranking import rank_requests, ranked, resolve_cascade
 from mrr_jax.inputs import batching
-from mrr_jax.inputs.template import DEFAULT_PROMPT, EncodedPair, PairTemplate, load_tokenizer
+from mrr_jax.inputs.template import (
+    DEFAULT_PROMPT,
+    EncodedPair,
+    PairTemplate,
+    load_tokenizer,
+    one_token_id,
+)
 from mrr_jax.runtime import compile_cache
 from mrr_jax.weights.assets import missing_model
 from mrr_jax.weights.streaming import load_checkpoint, stored_rows
@@ -214,13 +221,13 @@ class Reranker:
                 raise
             tokenizer, bos = None, None
         if yes_token_id is None:
-            yes_token_id = _one_token(tokenizer, yes_token, path, "yes_token_id")
+            yes_token_id = one_token_id(tokenizer, yes_token, path, "yes_token_id")
         no_token = adapter_heads(adapters, no_token)
         no_id = None
         if no_token:
             if tokenizer is None:
                 raise ValueError(f"{path}: no tokenizer to find the row of no_token={no_token!r}")
-            no_id = _one_token(tokenizer, no_token, path, "a one-token no_token")
+            no_id = one_token_id(tokenizer, no_token, path, "a one-token no_token")
         if not 1 <= start_layer <= cfg.num_layers:
             raise ValueError(f"{path}: start_layer {start_layer} is outside the model's "
                              f"{cfg.num_layers} layers (the first exit head must be at a layer "
@@ -250,18 +257,10 @@ class Reranker:
         return plan
 
     def resolve_cascade(self, cascade: Cascade | str) -> Cascade:
-        """``cascade`` (a :class:`~mrr_jax.core.cascade.Cascade` or its text, e.g.
-        ``"depth=12@100 > full@20"``) checked against this model: every stage's plan as
-        :meth:`resolve_plan` checks it, no more stages than layers."""
-        if isinstance(cascade, str):
-            cascade = Cascade.parse(cascade)
-        if not isinstance(cascade, Cascade):
-            raise TypeError(f"cascade must be a Cascade or its text like 'depth=12@100 > "
-                            f"full@20', got {type(cascade).__name__}")
-        c = cascade.resolve(self.cfg.num_layers)
-        for s in c.stages:
-            self.resolve_plan(s.plan)
-        return c
+        """``cascade`` (a ``Cascade`` or its text, e.g. ``"depth=12@100 > full@20"``) checked
+        against this model: each stage's plan as :meth:`resolve_plan` checks it, no more
+        stages than layers."""
+        return resolve_cascade(self, cascade)
 
     def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:
         """The exit layers to run, sorted and unique: ``plan.depth`` by default, else each of
@@ -368,10 +367,8 @@ class Reranker:
         :meth:`compute_score`, except ``exits``: a ranking is read at one exit (the plan's
         depth).
 
-        ``cascade`` (instead of ``plan``; e.g. ``"depth=12@100 > full@20"``, see
-        :mod:`mrr_jax.core.cascade`) scores the documents, in the given (first-stage) order,
-        stage by stage; each result then has ``"stage"``, the index of the last stage that
-        scored it, and ``"score"`` from that stage (NaN for documents no stage scored).
+        ``cascade="depth=12@100 > full@20"`` (instead of a plan; :mod:`mrr_jax.core.cascade`):
+        each result has ``"stage"`` (the last stage that scored it; -1 none) and its score.
 
         ``fuse=w`` (in [0, 1]) ranks by the model's score fused with ``first_stage_scores``
         (one per document, same order; e.g. BM25's), each normalised over these documents
@@ -386,105 +383,18 @@ class Reranker:
         rank_args.check_top_k(top_k)
         first = rank_args.first_stage_of(first_stage_scores, fuse, fuse_norm, len(docs))
         if cascade is not None:
-            return self.rank_batch([(query, docs)], cascade=cascade, top_k=top_k,
-                                   first_stage_scores=None if first is None else [first],
-                                   fuse=fuse, plan=plan, **kwargs)[0]
+            return self.rank_batch([(query, docs)], cascade=cascade, top_k=top_k, fuse=fuse,
+                                   plan=plan, **kwargs)[0]
         if not docs:
             return []
         scores = self.compute_score([(query, d) for d in docs], plan=plan, **kwargs)
-        return _ranked(docs, scores, first, fuse, fuse_norm, top_k)
+        return ranked(docs, scores, first, fuse, fuse_norm, top_k)
 
-    def rank_batch(self, requests: Sequence[tuple[str, Sequence[str]]], *,
-                   plan: Plan | str | None = None, cascade: Cascade | str | None = None,
-                   top_k: int | None = None,
-                   first_stage_scores: Sequence[Sequence[float]] | None = None,
-                   fuse: float | None = None, fuse_norm: str = "minmax", batch_size: int = 32,
-                   max_length: int = 512, query_max_length: int | None = None,
-                   tokens_per_batch: int | None = None,
-                   queries_in_flight: int | None = None) -> list[list[dict]]:
-        """:meth:`rank` for many ``(query, documents)`` requests at once: one ranking per
-        request, in order. Pairs of all requests share length-sorted batches, so batches stay
-        full across queries (with a ``cascade``, stage by stage). A cascade holds the hidden
-        states of a stage's pairs until the stage ends, so it runs over groups of
-        ``queries_in_flight`` requests (default: as many as fill 16 batches at its first
-        stage). Fusion is for plans only. ``last_truncated`` counts the cut pairs."""
-        if plan is not None and cascade is not None:
-            raise ValueError("rank: pass plan= or cascade=, not both")
-        if cascade is not None and fuse is not None:
-            raise ValueError("rank: fusion (fuse=) applies to a plan's scores, not to a "
-                             "cascade's")
-        if isinstance(requests, tuple) and len(requests) == 2 and isinstance(requests[0], str):
-            raise TypeError("rank_batch takes a list of (query, documents) requests; for one "
-                            "request use rank(query, documents)")
-        rank_args.check_top_k(top_k)
-        reqs = []
-        for i, req in enumerate(requests):
-            if not isinstance(req, tuple | list) or len(req) != 2:
-                raise TypeError(f"requests[{i}] must be a (query, documents) pair")
-            rank_args.check_text(f"requests[{i}] query", req[0])
-            reqs.append((req[0], rank_args.documents_of(req[1])))
-        if first_stage_scores is not None and len(first_stage_scores) != len(reqs):
-            raise ValueError(f"first_stage_scores has {len(first_stage_scores)} lists for "
-                             f"{len(reqs)} requests")
-        firsts = [rank_args.first_stage_of(
-            None if first_stage_scores is None else first_stage_scores[i], fuse, fuse_norm,
-            len(d)) for i, (_, d) in enumerate(reqs)]
-        c = None if cascade is None else self.resolve_cascade(cascade)
-        if c is None:
-            self.resolve_plan(plan)
-        if queries_in_flight is not None and (isinstance(queries_in_flight, bool) or not
-                                              isinstance(queries_in_flight, int)
-                                              or queries_in_flight < 1):
-            raise ValueError(f"queries_in_flight must be an int >= 1, got {queries_in_flight!r}")
-        encoded = [self.encode([(q, d) for d in docs], max_length, query_max_length)
-                   if docs else [] for q, docs in reqs]
-        self.last_truncated = sum(e.truncated for enc in encoded for e in enc)
-        if self.last_truncated:
-            warnings.warn(f"{self.last_truncated} of {sum(map(len, encoded))} pairs were "
-                          f"truncated to max_length={max_length} (passage cut; the prompt is "
-                          "never cut)", stacklevel=2)
-        if c is None:
-            flat = [e for enc in encoded for e in enc]
-            scores = self.score_encoded(flat, plan=plan, batch_size=batch_size)[0] \
-                if flat else np.zeros(0, np.float32)
-            out, at = [], 0
-            for (_, docs), first in zip(reqs, firsts):
-                out.append(_ranked(docs, scores[at:at + len(docs)], first, fuse, fuse_norm,
-                                   top_k))
-                at += len(docs)
-            return out
-        from mrr_jax.inference.cascade import run_cascade
-
-        if queries_in_flight is None:
-            per = max((len(e) if c.stages[0].keep is None else min(c.stages[0].keep, len(e))
-                       for e in encoded), default=1)
-            queries_in_flight = max(1, 16 * batch_size // max(per, 1))
-        out = []
-        for g in range(0, len(reqs), queries_in_flight):
-            results, _ = run_cascade(self, encoded[g:g + queries_in_flight], c,
-                                     batch_size=batch_size, tokens_per_batch=tokens_per_batch)
-            for (_, docs), r in zip(reqs[g:g + queries_in_flight], results):
-                order = r.order[:None if top_k is None else int(top_k)]
-                out.append([{"index": int(i), "score": float(r.scores[i]),
-                             "stage": int(r.stage[i]), "document": docs[i]} for i in order])
-        return out
-
-
-def _ranked(docs: Sequence[str], scores: np.ndarray, first: list[float] | None,
-            fuse: float | None, fuse_norm: str, top_k: int | None) -> list[dict]:
-    """One query's documents ordered by score (or fused score), best first; ties keep the
-    documents' order."""
-    key = scores if first is None else rank_args.fused_scores(scores, first, fuse, fuse_norm)
-    order = np.argsort(-key, kind="stable")[:None if top_k is None else int(top_k)]
-    return [{"index": int(i), "score": float(scores[i]),
-             **({} if first is None else {"fused_score": float(key[i])}),
-             "document": docs[i]} for i in order]
-
-
-def _one_token(tokenizer, text: str, path: Path, instead: str) -> int:
-    """The id of ``text``, which must be one token for this tokenizer."""
-    ids = tokenizer.encode(text, add_special_tokens=False).ids
-    if len(ids) != 1:
-        raise ValueError(f"{path}: {text!r} is {len(ids)} tokens for this tokenizer; pass "
-                         f"{instead} to choose the head's row")
-    return ids[0]
+    def rank_batch(self, requests: Sequence[tuple[str, Sequence[str]]],
+                   **kwargs) -> list[list[dict]]:
+        """:meth:`rank` for many ``(query, documents)`` requests at once, one ranking each; all
+        requests' pairs share batches. Keywords: ``plan`` or ``cascade``, ``top_k``,
+        ``first_stage_scores`` (a list per request), ``fuse``, ``fuse_norm``, ``batch_size``,
+        ``max_length``, ``query_max_length``, ``tokens_per_batch``, ``queries_in_flight``
+        (a cascade's group of requests; see ``inference.ranking.rank_requests``)."""
+        return rank_requests(self, requests, **kwargs)

@@ -113,3 +113,13 @@ class PairTemplate:
             cut |= len(p) > room
             out.append(EncodedPair(query, tuple(p[:room]), self.prompt, cut))
         return out
+
+
+def one_token_id(tokenizer, text: str, path, instead: str) -> int:
+    """The id of ``text``, which must be one token for this tokenizer (the model at ``path``;
+    ``instead`` names what to pass otherwise)."""
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    if len(ids) != 1:
+        raise ValueError(f"{path}: {text!r} is {len(ids)} tokens for this tokenizer; pass "
+                         f"{instead} to choose the head's row")
+    return ids[0]
