@@ -9,11 +9,6 @@ real model, with and without width compression in the prefix, for several batch 
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +27,7 @@ from mrr_jax.inputs.template import EncodedPair
 from mrr_jax.scoring_job import job as score
 from mrr_jax.weights.adapters import AdapterRole
 from tests.test_compression import TINY, random_rows, tiny_reranker
-from tests.test_score_job import REPO, SLOW_CHILD, _env
+from tests.test_score_job import kill_mid_job
 
 
 # ----------------------------------------------------------------------------- text
@@ -374,20 +369,8 @@ def test_cascade_job_two_shards_equal_one(casc_reference, casc_common, tmp_path)
 
 def test_cascade_job_kill_and_resume(casc_reference, casc_common, tmp_path):
     out = tmp_path / "job"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *casc_common, "--out", str(out)],
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    manifest = out / "shards" / "0-of-1" / "manifest.json"
-    deadline = time.time() + 90
-    while time.time() < deadline and proc.poll() is None:
-        if manifest.is_file() and json.loads(manifest.read_text())["done"]:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the job ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = json.loads(manifest.read_text())["done"]
-    assert 0 < len(done) < json.loads(manifest.read_text())["num_chunks"]
+    before = kill_mid_job(casc_common, out)
+    assert 0 < len(before["done"]) < before["num_chunks"] and not before["complete"]
     assert score.main([*casc_common, "--resume", "--out", str(out)]) == 0
     for name in ("run.trec", "cascade.tsv"):
         assert (out / name).read_bytes() == (casc_reference / name).read_bytes()

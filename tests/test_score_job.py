@@ -107,10 +107,10 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_kill_and_resume(reference, common, tmp_path):
-    """kill -9 mid-job, then --resume: finished chunks are kept, the run is byte-identical."""
-    out = tmp_path / "job"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *common, "--out", str(out)],
+def kill_mid_job(args: list[str], out: Path) -> dict:
+    """Runs the job (``args`` + ``--out out``) in a child, kills it with SIGKILL once its first
+    chunk is committed, and returns the manifest it left."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *args, "--out", str(out)],
                             env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     manifest = out / "shards" / "0-of-1" / "manifest.json"
@@ -122,7 +122,14 @@ def test_kill_and_resume(reference, common, tmp_path):
     assert proc.poll() is None, proc.stderr.read().decode()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = json.loads(manifest.read_text())
+    return json.loads(manifest.read_text())
+
+
+def test_kill_and_resume(reference, common, tmp_path):
+    """kill -9 mid-job, then --resume: finished chunks are kept, the run is byte-identical."""
+    out = tmp_path / "job"
+    before = kill_mid_job(common, out)
+    manifest = out / "shards" / "0-of-1" / "manifest.json"
     assert 1 <= len(before["done"]) < len(before["assigned"]) and not before["complete"]
     assert not (out / "run.trec").exists()
     assert score.main([*common, "--out", str(out)]) == 2  # not without --resume
