@@ -56,3 +56,16 @@ def example_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("example")
     build(out, max_docs=200)
     return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Drops every compiled program after each test module. One pytest process compiles
+    thousands of XLA CPU executables; kept alive together they exhaust the process's memory
+    maps (vm.max_map_count) and XLA crashes in a later compile (seen in test_lora after the
+    cascade tests were added). Later modules recompile what they need (or read it from the
+    persistent compilation cache)."""
+    yield
+    import jax
+
+    jax.clear_caches()
