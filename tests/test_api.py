@@ -35,7 +35,8 @@ def test_compute_score_shapes_order_and_normalize(rr):
     by_exit = rr.compute_score(pairs, exits=[20, 8, 30])
     assert by_exit.shape == (3, 4)
     np.testing.assert_allclose(by_exit[2], s, atol=1e-5, rtol=ULPS)
-    np.testing.assert_allclose(rr.compute_score(pairs, exits=[8])[0], by_exit[1], atol=1e-5, rtol=ULPS)
+    np.testing.assert_allclose(rr.compute_score(pairs, exits=[8])[0], by_exit[1],
+                               atol=1e-5, rtol=ULPS)
     p = rr.compute_score(pairs, normalize=True)
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-s)), rtol=1e-5)
     assert rr.compute_score(pairs[0]).shape == (1,)  # a single pair is accepted
@@ -49,7 +50,8 @@ def test_rank_sorts_by_score_under_a_plan(rr):
     assert [r["document"] for r in ranked] == [DOCS[r["index"]] for r in ranked]
     assert all(a["score"] >= b["score"] for a, b in zip(ranked, ranked[1:]))
     assert rr.rank(QUERY, DOCS, plan="depth=12")[0]["score"] == pytest.approx(
-        float(rr.compute_score([(QUERY, d) for d in DOCS], plan="depth=12").max()), abs=1e-5, rel=ULPS)
+        float(rr.compute_score([(QUERY, d) for d in DOCS], plan="depth=12").max()),
+        abs=1e-5, rel=ULPS)
 
 
 def test_truncation_cuts_the_passage_never_the_prompt_and_is_counted(rr):
