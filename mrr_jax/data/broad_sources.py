@@ -162,7 +162,7 @@ def _walk(root: Path, skip_dirs: frozenset[str] = SKIP_DIRS) -> Iterator[Path]:
 def file_kind(path: Path, package: str) -> str | None:
     """The kind of a documentation file (by name; None: not read)."""
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    if _NEVER.search(name) or any(_NEVER.search(p) for p in path.parts[:-1]):
+    if _NEVER.search(name) or any(_NEVER.search(p) or p in SKIP_DIRS for p in path.parts[:-1]):
         return None
     if _CHANGELOG.match(name) or path.parent.name == "RelNotes":
         return "changelog"
