@@ -62,7 +62,7 @@ from mrr_jax.data.broad_sources import (
 )
 from mrr_jax.data.debref import MissingSource
 from mrr_jax.data.example import METRICS, _bm25, _flag_rows, bm25_run
-from mrr_jax.data.fileio import PathLike
+from mrr_jax.data.fileio import PathLike, check_output_folder
 from mrr_jax.data.flag import write_flag
 from mrr_jax.data.metrics import evaluate_run, format_table
 from mrr_jax.data.records import Doc, Qrels
@@ -202,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
                     "deduplicated against the example and transfer sets: BEIR folder, BM25 "
                     "negatives and teacher scores, makeup.json/md. Offline; deterministic.")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that holds no earlier build")
     p.add_argument("--site", type=Path, default=Path(sysconfig.get_paths()["purelib"]),
                    help="site-packages holding the pinned PyPI packages (default: this one)")
     p.add_argument("--doc-root", type=Path, default=Path("/usr/share/doc"))
@@ -223,35 +225,34 @@ def _parser() -> argparse.ArgumentParser:
                                 ("--negatives", 15, "hard negatives per row"),
                                 ("--neg-depth", 30, "negatives from BM25 ranks 1..this")):
         p.add_argument(flag, type=int, default=default, help=f"{what} (default %(default)s)")
-    p.add_argument("--force", action="store_true",
-                   help="write into a non-empty folder that holds no earlier build")
     return p
+
+
+def _build_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Check the output folder, find the held-out texts, build: the command line's work."""
+    check_output_folder(args.out, "makeup.json", force=args.force)
+    sources = Sources(site=args.site, doc_root=args.doc_root, licenses=args.licenses,
+                      dpkg_status=args.dpkg_status, allow_mismatch=args.allow_mismatch)
+    held = (held_out_folders(args.held_out, args.max_words) if args.held_out
+            else held_out_default(args.max_words, args.debref_source))
+    return build(args.out, sources, held_out=held, cap=args.cap,
+                 changelog_cap=args.changelog_cap, dev_percent=args.dev_percent,
+                 max_words=args.max_words, min_words=args.min_words, top_k=args.top_k,
+                 negatives=args.negatives, neg_depth=args.neg_depth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2: a missing source, bad input)."""
-    args = _parser().parse_args(argv)
-    out: Path = args.out
     start = time.perf_counter()
+    args = _parser().parse_args(argv)
     try:
-        if not args.force and out.is_dir() and any(out.iterdir()) \
-                and not (out / "makeup.json").is_file():
-            raise ValueError(f"{out} is not empty and holds no earlier build (makeup.json); "
-                             "use --force to write into it")
-        sources = Sources(site=args.site, doc_root=args.doc_root, licenses=args.licenses,
-                          dpkg_status=args.dpkg_status, allow_mismatch=args.allow_mismatch)
-        held = (held_out_folders(args.held_out, args.max_words) if args.held_out
-                else held_out_default(args.max_words, args.debref_source))
-        info = build(out, sources, held_out=held, cap=args.cap,
-                     changelog_cap=args.changelog_cap, dev_percent=args.dev_percent,
-                     max_words=args.max_words, min_words=args.min_words, top_k=args.top_k,
-                     negatives=args.negatives, neg_depth=args.neg_depth)
+        info = _build_from(args)
     except (MissingSource, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for line in info["version_mismatches"]:
         print(f"warning: read another version than pinned: {line}", file=sys.stderr)
-    print(f"{out}: {info['queries']['train']['total']} training and "
+    print(f"{args.out}: {info['queries']['train']['total']} training and "
           f"{info['queries']['dev']['total']} dev queries, {info['passages']['total']} "
           f"passages from {len(info['kinds'])} kinds of text in "
           f"{time.perf_counter() - start:.0f} s")
