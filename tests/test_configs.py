@@ -31,6 +31,7 @@ REAL = {
     "smollm2_135m_long": ("llama", 30, 576, 1536, 9, 3, 64, 49152),
     "smollm2_135m_demo": ("llama", 30, 576, 1536, 9, 3, 64, 49152),
     "smollm2_135m_best": ("llama", 30, 576, 1536, 9, 3, 64, 49152),
+    "smollm2_135m_broad": ("llama", 30, 576, 1536, 9, 3, 64, 49152),
     "smollm2_135m_gpu": ("llama", 30, 576, 1536, 9, 3, 64, 49152),
 }
 BIG = ("mistral_7b", "llama3_8b", "qwen2_7b", "gemma2_9b")

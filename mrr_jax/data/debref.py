@@ -59,7 +59,7 @@ from typing import Any
 
 from mrr_jax.data import beir, trec
 from mrr_jax.data.example import METRICS, _bm25, _mean, _words, bm25_run
-from mrr_jax.data.fileio import PathLike, atomic_write
+from mrr_jax.data.fileio import PathLike, atomic_write, check_output_folder
 from mrr_jax.data.metrics import evaluate_run, format_table
 from mrr_jax.data.records import Doc, Qrels
 
@@ -377,10 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     start = time.perf_counter()
     try:
-        if not args.force and out.is_dir() and any(out.iterdir()) \
-                and not (out / "stats.json").is_file():
-            raise ValueError(f"{out} is not empty and holds no earlier build (stats.json); "
-                             "use --force to write into it")
+        check_output_folder(out, "stats.json", force=args.force)
         stats = build(out, source=args.source, max_words=args.max_words,
                       min_words=args.min_words, top_k=args.top_k)
     except (MissingSource, ValueError) as e:

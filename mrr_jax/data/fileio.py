@@ -179,3 +179,12 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def dumps(obj: Any) -> str:
     """One JSONL line for ``obj`` (UTF-8 kept as is, no trailing newline)."""
     return json.dumps(obj, ensure_ascii=False)
+
+
+def check_output_folder(out: PathLike, marker: str, *, force: bool) -> None:
+    """Refuse (``ValueError``) to write a build into ``out`` when it is a non-empty folder
+    without the ``marker`` file of an earlier build, unless ``force``."""
+    out = Path(out)
+    if not force and out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ValueError(f"{out} is not empty and holds no earlier build ({marker}); "
+                         "use --force to write into it")
