@@ -392,6 +392,8 @@ def test_job_kill_resume_and_another_setting_refused(windowed_job, common, tmp_p
 def test_job_window_errors(common, tmp_path, capsys):
     for extra, message in ((["--windows", "max:stride=0"], "stride must be"),
                            (["--windows", "max:size=40"], "leaves no room for the query"),
+                           # fits max_length, not beside the queries: refused before scoring
+                           (["--windows", "max:size=31"], "size 31 is larger than the"),
                            (["--windows", "max", "--cascade", "depth=3@5 > full@2"],
                             "not to a cascade's")):
         out = tmp_path / "x"

@@ -122,6 +122,7 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     mpath = model_path(cfg.model)
     rr = load_model(cfg, mpath)
     plans = job_plans(rr, cfg)
+    _check_windows(rr, cfg, inputs.units)
     hashed = cfg.hashed(plans, mpath)
     fingerprint = job_fingerprint(hashed)
     chunks, ranges = cut_job(inputs.units, cfg.chunk_pairs, num_shards)
@@ -153,6 +154,21 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     print(f"{label}: done; waiting for the other shards, then merge (whoever finishes last "
           f"merges, or: python -m mrr_jax.score --merge-only --out {out})", file=sys.stderr)
     return folder
+
+
+def _check_windows(rr, cfg: JobConfig, units: Sequence[Unit]) -> None:
+    """With ``--windows``: the window size fits beside every query of the job (``ValueError``
+    naming the query otherwise), checked before anything is scored or written."""
+    if cfg.windows is None:
+        return
+    from mrr_jax.inference.windows import encode_windows
+
+    for u in units:
+        try:
+            encode_windows(rr, [(u.query, u.passages[0])], cfg.windows, cfg.max_length,
+                           cfg.query_max_length)
+        except ValueError as e:
+            raise ValueError(f"--windows: query {u.qid}: {e}") from None
 
 
 def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, Any],
