@@ -283,6 +283,10 @@ def test_rank_follows_the_aggregated_scores(rr):
     for got, (q, docs) in zip(two, [(QUERY, DOCS), ("open a file", DOCS[2:])]):
         alone = rr.rank(q, docs, windows="max", top_k=2, **kw)
         assert [r["index"] for r in got] == [r["index"] for r in alone]
+    assert rr.rank_batch([(QUERY, []), ("open a file", DOCS[1:2])], windows="mean") == [
+        [], [{"index": 0, "score": pytest.approx(float(rr.compute_score(
+            pairs_of(DOCS[1:2], "open a file"))[0]), abs=1e-5), "document": DOCS[1]}]]
+    assert rr.rank(QUERY, [], windows="max") == []
     with pytest.raises(ValueError, match="windows= applies to a plan's scores"):
         rr.rank(QUERY, DOCS, cascade="depth=3@4 > full@2", windows="max")
 
