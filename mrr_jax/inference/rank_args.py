@@ -5,11 +5,35 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from mrr_jax.data.fusion import check_norm, check_weight, fuse
+
+
+def check_exits(plan, exits: Sequence[int] | None, start_layer: int) -> tuple[int, ...]:
+    """The exit layers to run under resolved ``plan``, sorted and unique: ``plan.depth`` by
+    default, else each of ``exits`` (ints within ``start_layer..plan.depth``)."""
+    if exits is None:
+        return (plan.depth,)
+    exits = list(exits)
+    odd = [k for k in exits if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
+    if odd:
+        raise TypeError(f"exits must be ints, got {', '.join(map(repr, odd))}")
+    bad = [k for k in exits if not start_layer <= k <= plan.depth]
+    if bad or not exits:
+        raise ValueError(f"exits {[int(k) for k in exits]} must be non-empty and within "
+                         f"{start_layer}..{plan.depth} (start_layer..depth of {plan})")
+    return tuple(sorted(set(int(k) for k in exits)))
+
+
+def warn_truncated(count: int, total: int, max_length: int, stacklevel: int = 3) -> None:
+    """Warns that ``count`` of ``total`` pairs were cut to ``max_length`` (none: silent)."""
+    if count:
+        warnings.warn(f"{count} of {total} pairs were truncated to max_length={max_length} "
+                      "(passage cut; the prompt is never cut)", stacklevel=stacklevel)
 
 
 def check_text(name: str, text) -> None:

@@ -4,7 +4,6 @@ queries share length-sorted batches; a cascade runs over groups of queries
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from mrr_jax.core.cascade import Cascade
 from mrr_jax.core.plan import Plan
 from mrr_jax.inference import rank_args
+from mrr_jax.inference.windows import score_windows
 
 
 def resolve_cascade(rr, cascade: Cascade | str) -> Cascade:
@@ -33,18 +33,22 @@ def rank_requests(rr, requests: Sequence[tuple[str, Sequence[str]]], *,
                   first_stage_scores: Sequence[Sequence[float]] | None = None,
                   fuse: float | None = None, fuse_norm: str = "minmax", batch_size: int = 32,
                   max_length: int = 512, query_max_length: int | None = None,
-                  tokens_per_batch: int | None = None,
-                  queries_in_flight: int | None = None) -> list[list[dict]]:
+                  tokens_per_batch: int | None = None, queries_in_flight: int | None = None,
+                  windows=None) -> list[list[dict]]:
     """:meth:`mrr_jax.Reranker.rank_batch`. Pairs of all requests share length-sorted
     batches, so batches stay full across queries (with a cascade, stage by stage). A cascade
     holds a stage's hidden states until the stage ends, so it runs over groups of
     ``queries_in_flight`` requests (default: as many as fill 16 batches at its first stage).
-    ``rr.last_truncated`` counts the cut pairs."""
+    ``rr.last_truncated`` counts the cut pairs. ``windows`` (with a plan only): every
+    document scored as windows (:func:`mrr_jax.inference.windows.score_windows`), all requests'
+    windows sharing batches."""
     if plan is not None and cascade is not None:
         raise ValueError("rank: pass plan= or cascade=, not both")
     if cascade is not None and fuse is not None:
         raise ValueError("rank: fusion (fuse=) applies to a plan's scores, not to a "
                          "cascade's")
+    if cascade is not None and windows is not None:
+        raise ValueError("rank: windows= applies to a plan's scores, not to a cascade's")
     if isinstance(requests, tuple) and len(requests) == 2 and isinstance(requests[0], str):
         raise TypeError("rank_batch takes a list of (query, documents) requests; for one "
                         "request use rank(query, documents)")
@@ -68,23 +72,20 @@ def rank_requests(rr, requests: Sequence[tuple[str, Sequence[str]]], *,
                                           isinstance(queries_in_flight, int)
                                           or queries_in_flight < 1):
         raise ValueError(f"queries_in_flight must be an int >= 1, got {queries_in_flight!r}")
+    if windows is not None:
+        flat = [(q, d) for q, docs in reqs for d in docs]
+        scores = score_windows(rr, flat, windows, plan=plan, batch_size=batch_size,
+                               max_length=max_length, query_max_length=query_max_length)[0]
+        return _ranked_all(reqs, scores, firsts, fuse, fuse_norm, top_k)
     encoded = [rr.encode([(q, d) for d in docs], max_length, query_max_length)
                if docs else [] for q, docs in reqs]
     rr.last_truncated = sum(e.truncated for enc in encoded for e in enc)
-    if rr.last_truncated:
-        warnings.warn(f"{rr.last_truncated} of {sum(map(len, encoded))} pairs were "
-                      f"truncated to max_length={max_length} (passage cut; the prompt is "
-                      "never cut)", stacklevel=3)
+    rank_args.warn_truncated(rr.last_truncated, sum(map(len, encoded)), max_length, 4)
     if c is None:
         flat = [e for enc in encoded for e in enc]
         scores = rr.score_encoded(flat, plan=plan, batch_size=batch_size)[0] \
             if flat else np.zeros(0, np.float32)
-        out, at = [], 0
-        for (_, docs), first in zip(reqs, firsts):
-            out.append(ranked(docs, scores[at:at + len(docs)], first, fuse, fuse_norm,
-                               top_k))
-            at += len(docs)
-        return out
+        return _ranked_all(reqs, scores, firsts, fuse, fuse_norm, top_k)
     from mrr_jax.inference.cascade import run_cascade
 
     if queries_in_flight is None:
@@ -99,6 +100,16 @@ def rank_requests(rr, requests: Sequence[tuple[str, Sequence[str]]], *,
             order = r.order[:None if top_k is None else int(top_k)]
             out.append([{"index": int(i), "score": float(r.scores[i]),
                          "stage": int(r.stage[i]), "document": docs[i]} for i in order])
+    return out
+
+
+def _ranked_all(reqs, scores: np.ndarray, firsts, fuse, fuse_norm: str,
+                top_k: int | None) -> list[list[dict]]:
+    """Each request's ranking from the scores of all requests' documents, in order."""
+    out, at = [], 0
+    for (_, docs), first in zip(reqs, firsts):
+        out.append(ranked(docs, scores[at:at + len(docs)], first, fuse, fuse_norm, top_k))
+        at += len(docs)
     return out
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,9 +15,11 @@ from mrr_jax.core.decoder import Params
 from mrr_jax.core.forward import score_forward
 from mrr_jax.core.lora import Adapter
 from mrr_jax.core.plan import Plan
+from mrr_jax.core.windows import WindowSpec
 from mrr_jax.inference import rank_args
 from mrr_jax.inference.adapters import PlanAdapter, adapter_heads, adapters_for
 from mrr_jax.inference.ranking import rank_requests, ranked, resolve_cascade
+from mrr_jax.inference.windows import score_windows
 from mrr_jax.inputs import batching
 from mrr_jax.inputs.template import (
     DEFAULT_PROMPT,
@@ -51,11 +51,12 @@ class Reranker:
     A Reranker is never changed after construction: :meth:`place`, :meth:`folded`,
     :meth:`with_adapters` and :meth:`with_backbone` return new objects. The one piece of
     per-call state is ``last_truncated``: how many pairs the last :meth:`compute_score` call on
-    this object cut to ``max_length`` (0 before any call).
+    this object cut to ``max_length`` (0 before any call), and ``last_windows``: the
+    :class:`~mrr_jax.inference.windows.WindowStats` of the last call with ``windows=``.
     """
 
     __slots__ = ("_backbone", "_tokenizer", "_bos_token_id", "_prompt", "_compat", "_adapters",
-                 "last_truncated")
+                 "last_truncated", "last_windows")
 
     def __init__(self, cfg: ModelConfig, params: Params, heads: np.ndarray, *,
                  tokenizer=None, bos_token_id: int | None = None, start_layer: int = 4,
@@ -97,9 +98,10 @@ class Reranker:
         put(self, "_compat", compat)
         put(self, "_adapters", adapters)
         put(self, "last_truncated", 0)
+        put(self, "last_windows", None)
 
     def __setattr__(self, name: str, value) -> None:
-        if name != "last_truncated":
+        if name not in ("last_truncated", "last_windows"):
             raise AttributeError(f"Reranker.{name} cannot be set: a Reranker is immutable "
                                  "(with_adapters(), with_backbone(), place() and folded() "
                                  "return changed copies)")
@@ -262,21 +264,6 @@ class Reranker:
         stages than layers."""
         return resolve_cascade(self, cascade)
 
-    def _exits(self, plan: Plan, exits: Sequence[int] | None) -> tuple[int, ...]:
-        """The exit layers to run, sorted and unique: ``plan.depth`` by default, else each of
-        ``exits`` (ints within ``start_layer..plan.depth``)."""
-        if exits is None:
-            return (plan.depth,)
-        exits = list(exits)
-        odd = [k for k in exits if isinstance(k, bool) or not isinstance(k, numbers.Integral)]
-        if odd:
-            raise TypeError(f"exits must be ints, got {', '.join(map(repr, odd))}")
-        bad = [k for k in exits if not self.start_layer <= k <= plan.depth]
-        if bad or not exits:
-            raise ValueError(f"exits {[int(k) for k in exits]} must be non-empty and within "
-                             f"{self.start_layer}..{plan.depth} (start_layer..depth of {plan})")
-        return tuple(sorted(set(int(k) for k in exits)))
-
     def score_encoded(self, pairs: Sequence[EncodedPair], *, plan: Plan | str | None = None,
                       exits: Sequence[int] | None = None, batch_size: int = 32,
                       return_features: bool = False):
@@ -284,7 +271,7 @@ class Reranker:
         (default: the plan's last layer). With ``return_features``, also the final-normed
         features [len(exits), n, D]."""
         plan = self.resolve_plan(plan)
-        run_exits = self._exits(plan, exits)
+        run_exits = rank_args.check_exits(plan, exits, self.start_layer)
         n = len(pairs)
         scores = np.zeros((len(run_exits), n), np.float32)
         feats = np.zeros((len(run_exits), n, self.cfg.hidden_size), np.float32) \
@@ -332,21 +319,26 @@ class Reranker:
     def compute_score(self, pairs: Sequence[tuple[str, str]], *,
                       plan: Plan | str | None = None, exits: Sequence[int] | None = None,
                       batch_size: int = 32, max_length: int = 512,
-                      query_max_length: int | None = None,
-                      normalize: bool = False) -> np.ndarray:
+                      query_max_length: int | None = None, normalize: bool = False,
+                      windows: WindowSpec | str | None = None) -> np.ndarray:
         """Relevance logits of (query, passage) pairs: [n], or [len(exits), n] with ``exits``.
 
         ``normalize`` applies a float32 sigmoid. Cut pairs are counted in ``last_truncated``
-        (this call's count, replacing the previous call's) and reported with a warning."""
+        (this call's count, replacing the previous call's) and reported with a warning.
+        ``windows`` (a ``WindowSpec`` or its text, e.g. ``"max:size=384,stride=192"``; None:
+        truncate) scores each passage as overlapping windows aggregated per document
+        (:mod:`mrr_jax.inference.windows`; their cost in ``last_windows``)."""
         if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str):
             pairs = [pairs]
-        encoded = self.encode(pairs, max_length, query_max_length)
-        self.last_truncated = sum(e.truncated for e in encoded)
-        if self.last_truncated:
-            warnings.warn(f"{self.last_truncated} of {len(encoded)} pairs were truncated to "
-                          f"max_length={max_length} (passage cut; the prompt is never cut)",
-                          stacklevel=2)
-        scores = self.score_encoded(encoded, plan=plan, exits=exits, batch_size=batch_size)
+        if windows is not None:
+            scores = score_windows(self, pairs, windows, plan=plan, exits=exits,
+                                   batch_size=batch_size, max_length=max_length,
+                                   query_max_length=query_max_length)
+        else:
+            encoded = self.encode(pairs, max_length, query_max_length)
+            self.last_truncated = sum(e.truncated for e in encoded)
+            rank_args.warn_truncated(self.last_truncated, len(encoded), max_length)
+            scores = self.score_encoded(encoded, plan=plan, exits=exits, batch_size=batch_size)
         if normalize:
             scores = 1.0 / (1.0 + np.exp(-scores.astype(np.float32)))
         return scores if exits is not None else scores[0]
@@ -364,8 +356,8 @@ class Reranker:
         an int >= 1 keeps the ``top_k`` best (all of them when there are fewer); anything
         else is an error. ``"index"`` is the document's position in ``documents``; ties keep
         that order. Other keywords (``batch_size``, ``max_length``, ...) go to
-        :meth:`compute_score`, except ``exits``: a ranking is read at one exit (the plan's
-        depth).
+        :meth:`compute_score` (``windows=`` too), except ``exits``: a ranking is read at one
+        exit (the plan's depth).
 
         ``cascade="depth=12@100 > full@20"`` (instead of a plan; :mod:`mrr_jax.core.cascade`):
         each result has ``"stage"`` (the last stage that scored it; -1 none) and its score.
@@ -395,6 +387,7 @@ class Reranker:
         """:meth:`rank` for many ``(query, documents)`` requests at once, one ranking each; all
         requests' pairs share batches. Keywords: ``plan`` or ``cascade``, ``top_k``,
         ``first_stage_scores`` (a list per request), ``fuse``, ``fuse_norm``, ``batch_size``,
-        ``max_length``, ``query_max_length``, ``tokens_per_batch``, ``queries_in_flight``
+        ``max_length``, ``query_max_length``, ``windows`` (not with a cascade),
+        ``tokens_per_batch``, ``queries_in_flight``
         (a cascade's group of requests; see ``inference.ranking.rank_requests``)."""
         return rank_requests(self, requests, **kwargs)

@@ -22,6 +22,13 @@ from pathlib import Path
 import tokenizers
 
 DEFAULT_PROMPT = "Predict whether passage B contains an answer to query A."
+PASSAGE_MARKER = "B:"  # the passage segment is ids("B: " + passage); windows repeat ids("B:")
+
+
+def passage_room(query_length: int, max_length: int) -> int:
+    """Passage tokens a pair keeps beside a query segment of ``query_length`` tokens: the query
+    and passage segments together fit in ``max_length`` (at least one passage token)."""
+    return max(max_length - query_length, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +90,7 @@ class PairTemplate:
         self.bos_id = bos_id
         self.sep = tuple(self._ids("\n"))
         self.prompt = self.sep + tuple(self._ids(prompt))
+        self.marker = tuple(self._ids(PASSAGE_MARKER))
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -109,7 +117,7 @@ class PairTemplate:
             q, p = q.ids, p.ids
             cut = len(q) > qmax
             query = (self.bos_id, *q[:qmax], *self.sep)
-            room = max(max_length - len(query), 1)
+            room = passage_room(len(query), max_length)
             cut |= len(p) > room
             out.append(EncodedPair(query, tuple(p[:room]), self.prompt, cut))
         return out

@@ -4,7 +4,8 @@ chunk files.
 Units are sorted by qid (:func:`mrr_jax.data.trec.qid_key`) and grouped, in that order, into
 chunks of about ``--chunk-pairs`` pairs (a query is never split; :func:`chunk_units`). Shards
 take contiguous ranges of chunks balanced by pairs (:func:`cut_job`). A chunk file holds the
-chunk's scores as TREC lines, tag column ``p<j>`` for the j-th plan.
+chunk's scores as TREC lines, tag column ``p<j>`` for the j-th plan; with ``--windows``, a
+chunk's window counts go beside it (:func:`window_filename`).
 """
 
 from __future__ import annotations
@@ -167,6 +168,20 @@ def write_chunk(path: Path, units: Sequence[Unit], runs: Sequence[Run]) -> None:
             for u in units:
                 for rank, (docid, score) in enumerate(trec.ranking(run[u.qid]), start=1):
                     f.write(f"{u.qid} Q0 {docid} {rank} {score!r} p{j}\n")
+
+
+def window_filename(k: int) -> str:
+    """The file of chunk ``k``'s window counts (jobs with ``--windows``)."""
+    return f"chunk-{k:05d}.windows.tsv"
+
+
+def write_window_counts(path: Path, units: Sequence[Unit], counts: Sequence[int]) -> None:
+    """``qid, docid, windows`` per pair of ``units`` (their order), written atomically."""
+    keys = [(u.qid, d) for u in units for d in u.docids]
+    if len(keys) != len(counts):
+        raise ValueError(f"{len(counts)} window counts for {len(keys)} pairs")
+    with atomic_write(path) as f:
+        f.writelines(f"{q}\t{d}\t{n}\n" for (q, d), n in zip(keys, counts))
 
 
 def read_chunk(path: Path, num_plans: int) -> list[Run]:

@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
                    "alone. Choose WEIGHT on dev qrels with python -m mrr_jax.fusion")
     f.add_argument("--fuse-norm", choices=("minmax", "zscore"),
                    help="per-query normalisation of both scores (default minmax)")
+    w = p.add_argument_group("long documents (off by default: passages are truncated)")
+    w.add_argument("--windows", metavar="AGG[:size=N,stride=N,max_windows=N]",
+                   help="score each passage as overlapping windows of its tokens (query and "
+                   "prompt repeated in each) and take the max (MaxP), first (FirstP) or mean "
+                   "of their scores, e.g. \"max:size=384,stride=192\" (size: passage tokens "
+                   "per window, default all that --max-length leaves; stride: default size/2; "
+                   "max_windows: cap per document). Window counts: summary.json, "
+                   "OUT/windows.tsv")
     j = p.add_argument_group("job")
     j.add_argument("--out", help="output folder: run.trec, summary.json, shards/")
     j.add_argument("--shard", help="i/n: this process scores shard i of n (default: "

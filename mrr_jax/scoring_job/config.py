@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrr_jax.core.plan import Plan
+from mrr_jax.core.windows import WindowSpec
 from mrr_jax.data.fusion import check_norm, check_weight
 from mrr_jax.data.required import require_file
 from mrr_jax.runtime.digest import file_sha256, json_digest
@@ -53,6 +54,7 @@ class JobConfig:
     fuse: float | None = None
     fuse_norm: str = "minmax"
     cascade: str | None = None
+    windows: str | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> JobConfig:
@@ -98,6 +100,7 @@ class JobConfig:
             raise JobError("no --plan given")
         self._validate_fuse()
         self._validate_cascade()
+        self._validate_windows()
         for a in self.adapters:
             if not Path(a).is_dir():
                 raise JobError(f"--adapters {a}: no such adapter folder")
@@ -140,12 +143,28 @@ class JobConfig:
             raise JobError(f"--cascade: the first stage keeps {keep} candidates but --top-k is "
                            f"{self.top_k}; make them equal, or leave out the first @KEEP")
 
+    def _validate_windows(self) -> None:
+        """``--windows AGG[:size=N,stride=N,max_windows=N]`` is readable, fits
+        ``--max-length`` and is not combined with ``--cascade``."""
+        if self.windows is None:
+            return
+        try:
+            WindowSpec.parse(self.windows).check(int(self.max_length))
+        except ValueError as e:
+            raise JobError(f"--windows: {e}") from None
+        if self.cascade is not None:
+            raise JobError("--windows applies to plans' scores, not to a cascade's")
+
+    def window_text(self) -> str | None:
+        """The job's window setting in its canonical text (``str(WindowSpec)``), or None."""
+        return None if self.windows is None else str(WindowSpec.parse(self.windows))
+
     def hashed(self, plans: Sequence[Plan], model: Path) -> dict[str, Any]:
         """What the results depend on (``model``: the resolved model path; inputs and adapters
         fingerprinted): two runs of the same job share it; the shard, --resume, --out and
         display options are left out. ``adapters`` appears only when some are given, and
-        ``fuse`` (``{weight, norm}``) only with ``--fuse`` and ``cascade`` only with
-        ``--cascade``, so other jobs keep the hash they had
+        ``fuse`` (``{weight, norm}``) only with ``--fuse``, ``cascade`` only with
+        ``--cascade`` and ``windows`` only with ``--windows``, so other jobs keep the hash they had
         before these keys existed."""
         return {
             "version": FORMAT_VERSION,
@@ -162,6 +181,7 @@ class JobConfig:
             **({"fuse": {"weight": float(self.fuse), "norm": self.fuse_norm}}
                if self.fuse is not None else {}),
             **({"cascade": self.cascade_text(plans)} if self.cascade is not None else {}),
+            **({"windows": self.window_text()} if self.windows is not None else {}),
         }
 
     def cascade_text(self, plans: Sequence[Plan]) -> str:

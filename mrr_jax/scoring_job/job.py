@@ -44,6 +44,12 @@ How the work is cut, and why the output does not depend on it:
 - Several plans run as few passes as possible: a plan whose schedule equals a deeper plan's
   schedule below its own depth is read off that plan's pass as an extra exit (so ``depth=12``,
   ``depth=20`` and ``full`` cost one full pass); other schedules get passes of their own.
+- With ``--windows AGG[:size=N,stride=N,max_windows=N]`` (off by default) each pair is scored
+  as overlapping windows of its passage tokens, aggregated per document
+  (:mod:`mrr_jax.inference.windows`); the windows of a chunk share its batches, so sharding
+  is unchanged. The setting is part of the fingerprint (``--resume`` with another is refused);
+  each chunk's window counts go beside it, ``OUT/windows.tsv`` and the ``windows`` block of
+  ``summary.json`` record them with their predicted FLOPs against truncation.
 - When the last shard finishes (or with ``--merge-only``), the chunks are merged into
   ``OUT/run.trec`` (the first plan) and, with several plans, ``OUT/run.<plan>.trec`` for each,
   plus ``OUT/summary.json``.

@@ -119,10 +119,11 @@ def _span(chunks: Sequence[int]) -> str:
 
 def check_done(manifest: Mapping[str, Any], chunks: Sequence[Sequence[Unit]],
                folder: Path) -> None:
-    """Every chunk the manifest lists as finished has the job's queries and its file."""
+    """Every chunk the manifest lists as finished has the job's queries and its files."""
     for k, info in manifest["done"].items():
         expect = [u.qid for u in chunks[int(k)]] if int(k) < len(chunks) else None
-        if expect != info["qids"] or not (folder / info["file"]).is_file():
+        files = [info["file"], *([info["windows_file"]] if "windows_file" in info else [])]
+        if expect != info["qids"] or not all((folder / f).is_file() for f in files):
             raise JobError(f"{folder / MANIFEST}: finished chunk {k} does not match the job "
                            "(its queries or its file); the folder was altered, use another --out")
 

@@ -12,6 +12,10 @@ With ``--cascade`` the chunks hold one run per stage (the documents each stage s
 ``OUT/run.trec`` is the cascade's final order and ``OUT/cascade.tsv`` says which stage scored
 each document last (:func:`_write_cascade`).
 
+With ``--windows`` every pair was scored as windows aggregated per document; ``OUT/windows.tsv``
+says how many windows each pair took, and ``summary.json``'s ``windows`` block sums them
+(:func:`_window_summary`).
+
 Every chunk of the job must be finished exactly once, by shards of one shard count and one job
 fingerprint; else :class:`~mrr_jax.scoring_job.config.JobError`. Files are written under a name
 private to this process and renamed, so two shards merging at the same moment cannot interleave.
@@ -64,6 +68,8 @@ def merge(out: Path, num_shards: int | None = None) -> Path:
         for name, is_fused in targets:
             _write_run_atomic(out / name, fused[j] if is_fused else runs[j], tag)
         names[plan] = [name for name, _ in targets]
+    if config.get("windows"):
+        _write_window_counts(out, num_shards, manifests)
     _write_summary(out, manifests, names)
     print(f"merged {num_shards} shard(s): {sum(len(r) for r in runs[:1])} queries -> "
           + ", ".join(str(out / n) for n in dict.fromkeys(x for v in names.values() for x in v)),
@@ -103,6 +109,36 @@ def _write_cascade(out: Path, stage_runs: Sequence[Run], tag: str) -> list[str]:
     os.replace(tsv, out / "cascade.tsv")
     _write_run_atomic(out / "run.trec", final, tag)
     return ["run.trec", "cascade.tsv"]
+
+
+def _write_window_counts(out: Path, num_shards: int,
+                         manifests: Sequence[Mapping[str, Any]]) -> None:
+    """``OUT/windows.tsv`` (``qid, docid, windows``: how many windows each pair was scored
+    as), the chunks' window files in chunk order (qid order, then first-stage order)."""
+    parts = sorted((k, shard_dir(out, i, num_shards) / m["done"][str(k)]["windows_file"])
+                   for i, m in enumerate(manifests) for k in m["assigned"])
+    path = path_private(out / "windows.tsv")
+    with atomic_write(path) as f:
+        f.write("qid\tdocid\twindows\n")
+        for _, part in parts:
+            f.write(part.read_text())
+    os.replace(path, out / "windows.tsv")
+
+
+def _window_summary(config: Mapping[str, Any], chunks: Sequence[Mapping[str, Any]],
+                    plan: str) -> dict[str, Any]:
+    """The windows block of ``summary.json``: the setting, documents (pairs), windows scored,
+    windows per document, documents not scored whole, and the predicted FLOPs of the windows
+    against truncation under the first ``plan``."""
+    docs = sum(c["pairs"] for c in chunks)
+    windows = sum(c["windows"] for c in chunks)
+    flops = math.fsum(c["window_flops"] for c in chunks)
+    trunc = math.fsum(c["truncation_flops"] for c in chunks)
+    return {"spec": config["windows"], "documents": docs, "windows": windows,
+            "mean_windows": windows / docs if docs else 0.0,
+            "cut": sum(c["truncated"] for c in chunks), "plan": plan, "flops": flops,
+            "truncation_flops": trunc, "relative_flops": flops / trunc if trunc else 1.0,
+            "file": "windows.tsv"}
 
 
 def path_private(path: Path) -> Path:
@@ -207,6 +243,8 @@ def _summary(manifests: Sequence[Mapping[str, Any]],
         "truncated": sum(c["truncated"] for c in chunks),
         "skipped_entries": first.get("skipped_entries", 0),
         **({"fuse": first["config"]["fuse"]} if "fuse" in first["config"] else {}),
+        **({"windows": _window_summary(first["config"], chunks, first["plans"][0])}
+           if "windows" in first["config"] else {}),
         "num_shards": len(manifests),
         "chunks": len(chunks),
         "scoring_seconds": seconds,
@@ -229,7 +267,10 @@ def _write_summary(out: Path, manifests: Sequence[Mapping[str, Any]],
         f.write(json.dumps(summary, indent=2) + "\n")
     os.replace(private, path)
     rate = summary["pairs_per_second"]
+    w = summary.get("windows")
     print(f"summary: {summary['queries']} queries, {summary['pairs']} pairs, "
-          f"{summary['truncated']} truncated, {summary['scoring_seconds']:.1f} s scoring "
+          + (f"{w['windows']} windows ({w['mean_windows']:.2f} a pair, predicted FLOPs "
+             f"{w['relative_flops']:.2f}x truncation), " if w else "")
+          + f"{summary['truncated']} truncated, {summary['scoring_seconds']:.1f} s scoring "
           f"({rate or 0:.2f} pairs/s per worker), {summary['wall_seconds']:.1f} s wall -> "
           f"{path}", file=sys.stderr)

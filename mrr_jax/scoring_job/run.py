@@ -14,7 +14,15 @@ from typing import Any
 from mrr_jax.core.plan import Plan
 from mrr_jax.data.units import Unit
 from mrr_jax.runtime.distributed import maybe_init_distributed
-from mrr_jax.scoring_job.chunks import Inputs, chunk_filename, cut_job, load_inputs, write_chunk
+from mrr_jax.scoring_job.chunks import (
+    Inputs,
+    chunk_filename,
+    cut_job,
+    load_inputs,
+    window_filename,
+    write_chunk,
+    write_window_counts,
+)
 from mrr_jax.scoring_job.config import JobConfig, JobError, job_fingerprint, parse_shard
 from mrr_jax.scoring_job.lock import shard_lock
 from mrr_jax.scoring_job.manifest import (
@@ -57,14 +65,14 @@ def pick_shard(text: str | None) -> tuple[int, int]:
 
 def score_chunk(rr, cfg: JobConfig, plans: Sequence[Plan], units: Sequence[Unit],
                 on_batch: Callable[[int], None]) -> ChunkResult:
-    """One chunk's scores under every plan, or through the job's cascade (whose stages'
-    plans ``plans`` are), with the job's batching settings."""
+    """One chunk's scores under every plan (as windows with ``--windows``), or through the
+    job's cascade (whose stages' plans ``plans`` are), with the job's batching settings."""
     kw = dict(batch_size=cfg.batch_size, max_length=cfg.max_length,
               query_max_length=cfg.query_max_length, tokens_per_batch=cfg.tokens_per_batch,
               on_batch=on_batch)
     if cfg.cascade is not None:
         return score_units_cascade(rr, units, rr.resolve_cascade(cfg.cascade_text(plans)), **kw)
-    return score_units(rr, units, plans, **kw)
+    return score_units(rr, units, plans, windows=cfg.windows, **kw)
 
 
 def job_plans(rr, cfg: JobConfig) -> list[Plan]:
@@ -114,6 +122,7 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     mpath = model_path(cfg.model)
     rr = load_model(cfg, mpath)
     plans = job_plans(rr, cfg)
+    _check_windows(rr, cfg, inputs.units)
     hashed = cfg.hashed(plans, mpath)
     fingerprint = job_fingerprint(hashed)
     chunks, ranges = cut_job(inputs.units, cfg.chunk_pairs, num_shards)
@@ -147,6 +156,21 @@ def run_job(config: JobConfig | Mapping[str, Any]) -> Path:
     return folder
 
 
+def _check_windows(rr, cfg: JobConfig, units: Sequence[Unit]) -> None:
+    """With ``--windows``: the window size fits beside every query of the job (``ValueError``
+    naming the query otherwise), checked before anything is scored or written."""
+    if cfg.windows is None:
+        return
+    from mrr_jax.inference.windows import encode_windows
+
+    for u in units:
+        try:
+            encode_windows(rr, [(u.query, u.passages[0])], cfg.windows, cfg.max_length,
+                           cfg.query_max_length)
+        except ValueError as e:
+            raise ValueError(f"--windows: query {u.qid}: {e}") from None
+
+
 def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, Any],
                   fingerprint: str, shard: tuple[int, int], chunks: Sequence[Sequence[Unit]],
                   mine: range, inputs: Inputs) -> dict[str, Any]:
@@ -160,6 +184,7 @@ def _new_manifest(cfg: JobConfig, plans: Sequence[Plan], hashed: Mapping[str, An
         "skipped_entries": inputs.skipped_entries,
         **({"fuse": hashed["fuse"]} if "fuse" in hashed else {}),
         **({"cascade": hashed["cascade"]} if "cascade" in hashed else {}),
+        **({"windows": hashed["windows"]} if "windows" in hashed else {}),
     }
 
 
@@ -178,17 +203,28 @@ def _score_shard(rr, cfg: JobConfig, plans: Sequence[Plan], chunks: Sequence[Seq
             result = score_chunk(rr, cfg, plans, chunks[k], bar.update)
             name = chunk_filename(k)
             write_chunk(folder / name, chunks[k], result.runs)
+            if result.windows is not None:
+                write_window_counts(folder / window_filename(k), chunks[k], result.window_counts)
             manifest["done"][str(k)] = {
                 "file": name, "qids": [u.qid for u in chunks[k]], "pairs": result.pairs,
                 "truncated": result.truncated, "seconds": time.perf_counter() - t0,
                 "finished_at": time.time(),
-                **({"stage_pairs": result.stage_pairs} if result.stage_pairs else {})}
+                **({"stage_pairs": result.stage_pairs} if result.stage_pairs else {}),
+                **(_window_entry(result, window_filename(k)) if result.windows else {})}
             write_manifest(folder, manifest)  # the commit point of this chunk
     session_s = time.perf_counter() - start
     manifest["complete"] = True
     manifest["sessions"][-1].update(ended_at=time.time(), seconds=session_s)
     write_manifest(folder, manifest)
     _report_shard(manifest, len(todo), session_s, label)
+
+
+def _window_entry(result: ChunkResult, name: str) -> dict[str, Any]:
+    """A windowed chunk's manifest fields: its windows file, windows scored, documents not
+    scored whole, predicted FLOPs of the windows and of truncation (the first plan)."""
+    w = result.windows
+    return {"windows_file": name, "windows": w.windows, "window_flops": w.flops,
+            "truncation_flops": w.truncation_flops}
 
 
 def _report_shard(manifest: Mapping[str, Any], scored: int, seconds: float, label: str) -> None:
