@@ -69,3 +69,15 @@ def _release_compiled_programs():
     import jax
 
     jax.clear_caches()
+
+
+@pytest.fixture(scope="session")
+def tiny_job_args(tiny_model, example_data) -> list[str]:
+    """Scoring-job arguments on the tiny model and the example data's dev run: 12 queries x top
+    5, chunks of 10 pairs (so a job has several chunks to shard, kill and resume)."""
+    d = example_data
+    return ["--model", str(tiny_model), "--corpus", str(d / "corpus.jsonl"),
+            "--queries", str(d / "queries.jsonl"), "--run", str(d / "bm25" / "dev.trec"),
+            "--top-k", "5", "--max-length", "40", "--query-max-length", "8",
+            "--batch-size", "10", "--chunk-pairs", "10", "--max-queries", "12",
+            "--no-progress"]

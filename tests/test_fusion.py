@@ -172,26 +172,16 @@ def test_rank_fuse_arguments(rr):
 
 
 @pytest.fixture(scope="module")
-def common(tiny_model, example_data):
-    d = example_data
-    return ["--model", str(tiny_model), "--corpus", str(d / "corpus.jsonl"),
-            "--queries", str(d / "queries.jsonl"), "--run", str(d / "bm25" / "dev.trec"),
-            "--top-k", "5", "--max-length", "40", "--query-max-length", "8",
-            "--batch-size", "10", "--chunk-pairs", "10", "--max-queries", "12",
-            "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def plain_job(tmp_path_factory, common):
+def plain_job(tmp_path_factory, tiny_job_args):
     out = tmp_path_factory.mktemp("plain") / "job"
-    assert score.main([*common, "--out", str(out)]) == 0
+    assert score.main([*tiny_job_args, "--out", str(out)]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def fused_job(tmp_path_factory, common):
+def fused_job(tmp_path_factory, tiny_job_args):
     out = tmp_path_factory.mktemp("fused") / "job"
-    assert score.main([*common, "--fuse", "0.3", "--out", str(out)]) == 0
+    assert score.main([*tiny_job_args, "--fuse", "0.3", "--out", str(out)]) == 0
     return out
 
 
@@ -212,9 +202,9 @@ def test_job_fused_run(plain_job, fused_job, example_data):
     assert summary["plans"][0]["files"] == ["run.trec", "run.model.trec"]
 
 
-def test_job_fused_two_shards_equal_one(fused_job, common, tmp_path):
+def test_job_fused_two_shards_equal_one(fused_job, tiny_job_args, tmp_path):
     out = tmp_path / "job"
-    argv = [*common, "--fuse", "0.3", "--out", str(out)]
+    argv = [*tiny_job_args, "--fuse", "0.3", "--out", str(out)]
     assert score.main([*argv, "--shard", "0/2"]) == 0
     assert not (out / "run.trec").exists()
     assert score.main([*argv, "--shard", "1/2"]) == 0
@@ -225,21 +215,21 @@ def test_job_fused_two_shards_equal_one(fused_job, common, tmp_path):
     assert (out / "run.trec").read_bytes() == (fused_job / "run.trec").read_bytes()
 
 
-def test_job_resume_with_other_fuse_is_refused(fused_job, common, tmp_path, capsys):
+def test_job_resume_with_other_fuse_is_refused(fused_job, tiny_job_args, tmp_path, capsys):
     out = tmp_path / "job"
     shutil.copytree(fused_job, out)
     for extra in (["--fuse", "0.5"], [], ["--fuse", "0.3", "--fuse-norm", "zscore"]):
-        assert score.main([*common, *extra, "--resume", "--out", str(out)]) == 2
+        assert score.main([*tiny_job_args, *extra, "--resume", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert "refusing to resume" in err and "fuse" in err
-    assert score.main([*common, "--fuse", "0.3", "--resume", "--out", str(out)]) == 0
+    assert score.main([*tiny_job_args, "--fuse", "0.3", "--resume", "--out", str(out)]) == 0
 
 
-def test_job_fused_several_plans_and_a_changed_first_stage(common, example_data, tmp_path,
+def test_job_fused_several_plans_and_a_changed_first_stage(tiny_job_args, example_data, tmp_path,
                                                           capsys):
     bm25 = tmp_path / "bm25.trec"
     shutil.copy(example_data / "bm25" / "dev.trec", bm25)
-    argv = [a if a != str(example_data / "bm25" / "dev.trec") else str(bm25) for a in common]
+    argv = [a if a != str(example_data / "bm25" / "dev.trec") else str(bm25) for a in tiny_job_args]
     out = tmp_path / "job"
     assert score.main([*argv, "--plan", "full", "--plan", "depth=5", "--fuse", "0.5",
                        "--fuse-norm", "zscore", "--out", str(out)]) == 0
@@ -258,14 +248,14 @@ def test_job_fused_several_plans_and_a_changed_first_stage(common, example_data,
     assert "first-stage run is missing or changed" in capsys.readouterr().err
 
 
-def test_job_fuse_errors(common, example_data, tmp_path, capsys):
+def test_job_fuse_errors(tiny_job_args, example_data, tmp_path, capsys):
     out = str(tmp_path / "o")
     cases = [(["--fuse", "1.5"], r"weight must be a number in [0, 1]"),
              (["--fuse-norm", "zscore"], "--fuse-norm is used only with --fuse")]
     for extra, message in cases:
-        assert score.main([*common, *extra, "--out", out]) == 2
+        assert score.main([*tiny_job_args, *extra, "--out", out]) == 2
         assert message in capsys.readouterr().err
-    argv = list(common)
+    argv = list(tiny_job_args)
     for flag in ("--queries", "--run"):
         i = argv.index(flag)
         del argv[i:i + 2]

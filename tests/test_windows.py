@@ -321,23 +321,13 @@ def test_flops_count_every_window(rr):
 # ----------------------------------------------------------------------------- (e) the job
 
 
-@pytest.fixture(scope="module")
-def common(tiny_model, example_data):
-    d = example_data
-    return ["--model", str(tiny_model), "--corpus", str(d / "corpus.jsonl"),
-            "--queries", str(d / "queries.jsonl"), "--run", str(d / "bm25" / "dev.trec"),
-            "--top-k", "5", "--max-length", "40", "--query-max-length", "8",
-            "--batch-size", "10", "--chunk-pairs", "10", "--max-queries", "12",
-            "--no-progress"]
-
-
 WINDOWS = "max:max_windows=3"
 
 
 @pytest.fixture(scope="module")
-def windowed_job(tmp_path_factory, common):
+def windowed_job(tmp_path_factory, tiny_job_args):
     out = tmp_path_factory.mktemp("windows") / "job"
-    assert score.main([*common, "--windows", WINDOWS, "--out", str(out)]) == 0
+    assert score.main([*tiny_job_args, "--windows", WINDOWS, "--out", str(out)]) == 0
     return out
 
 
@@ -367,9 +357,9 @@ def test_job_records_windows_and_scores_as_the_library(windowed_job, rr, example
         rr, pairs, WINDOWS, 40, 8).counts.tolist()
 
 
-def test_job_two_shards_equal_one(windowed_job, common, tmp_path):
+def test_job_two_shards_equal_one(windowed_job, tiny_job_args, tmp_path):
     out = tmp_path / "job"
-    argv = [*common, "--windows", WINDOWS, "--out", str(out)]
+    argv = [*tiny_job_args, "--windows", WINDOWS, "--out", str(out)]
     assert score.main([*argv, "--shard", "0/2"]) == 0
     assert score.main([*argv, "--shard", "1/2"]) == 0
     for name in ("run.trec", "windows.tsv"):
@@ -379,13 +369,13 @@ def test_job_two_shards_equal_one(windowed_job, common, tmp_path):
     assert one == pytest.approx(two)
 
 
-def test_job_kill_resume_and_another_setting_refused(windowed_job, common, tmp_path, capsys):
+def test_job_kill_resume_and_another_setting_refused(windowed_job, tiny_job_args, tmp_path, capsys):
     out = tmp_path / "job"
-    argv = [*common, "--windows", WINDOWS]
+    argv = [*tiny_job_args, "--windows", WINDOWS]
     before = kill_mid_job(argv, out)
     assert 1 <= len(before["done"]) < len(before["assigned"])
     for other in (["--windows", "mean:max_windows=3"], ["--windows", "max"], []):
-        assert score.main([*common, *other, "--resume", "--out", str(out)]) == 2
+        assert score.main([*tiny_job_args, *other, "--resume", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert "refusing to resume" in err and "windows" in err
     assert score.main([*argv, "--resume", "--out", str(out)]) == 0
@@ -393,7 +383,7 @@ def test_job_kill_resume_and_another_setting_refused(windowed_job, common, tmp_p
         assert (out / name).read_bytes() == (windowed_job / name).read_bytes(), name
 
 
-def test_job_window_errors(common, tmp_path, capsys):
+def test_job_window_errors(tiny_job_args, tmp_path, capsys):
     for extra, message in ((["--windows", "max:stride=0"], "stride must be"),
                            (["--windows", "max:size=40"], "leaves no room for the query"),
                            # fits max_length, not beside the queries: refused before scoring
@@ -401,7 +391,7 @@ def test_job_window_errors(common, tmp_path, capsys):
                            (["--windows", "max", "--cascade", "depth=3@5 > full@2"],
                             "not to a cascade's")):
         out = tmp_path / "x"
-        assert score.main([*common, *extra, "--out", str(out)]) == 2
+        assert score.main([*tiny_job_args, *extra, "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and not out.exists()
 
